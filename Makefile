@@ -1,0 +1,40 @@
+# convlab: `make lab` to learn, `make test` to check everything.
+# Every target creates .venv first if it is missing (pinned versions from requirements.txt).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+# nbgrader runs `alembic` from PATH, and Jupyter must find this environment's kernel first.
+export PATH := $(BIN):$(PATH)
+export JUPYTER_PREFER_ENV_PATH := 1
+# Offline, deterministic CIFAR-10 stand-in for tests and stored outputs (see data/README.md).
+TEST_ENV := CONVLAB_FAKE_DATA=1 MPLBACKEND=Agg
+
+STAMP := $(VENV)/.installed
+
+.PHONY: lab test release venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --requirement requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (convlab)" >/dev/null
+	@touch $@
+
+## Open the course (student notebooks) in JupyterLab.
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+## Run every test: unit tests, release-in-sync, nbval on solutions, student versions, grading pipeline.
+test: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest tests solutions --nbval --nbval-current-env \
+		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider
+
+## Regenerate notebooks/ (student versions) from solutions/ with nbgrader.
+release: $(STAMP)
+	$(BIN)/python -m grader release
+
+clean-venv:
+	rm -rf $(VENV)

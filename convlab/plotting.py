@@ -1,0 +1,175 @@
+"""Figures and animations: the sliding window of cross-correlation, heatmaps of kernels and responses."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib import animation
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.patches import Rectangle
+
+__all__ = ["animate_corr2d", "show_corr2d", "show_heatmaps"]
+
+Corr2d = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def show_corr2d(corr2d: Corr2d, X: torch.Tensor, K: torch.Tensor, step: tuple[int, int] = (0, 0)):
+    """Draw one step of cross-correlation computed by *your* `corr2d`: the window on X, the
+    kernel K, the output filled in up to `step`, and the arithmetic of the current entry.
+
+    Returns the matplotlib Figure (shown inline when it ends a cell).
+
+    >>> fig = show_corr2d(my_corr2d, torch.arange(9.).reshape(3, 3), torch.arange(4.).reshape(2, 2))
+    """
+    X, K, Y = _run_corr2d(corr2d, X, K)
+    i, j = step
+    if not (0 <= i < Y.shape[0] and 0 <= j < Y.shape[1]):
+        raise ValueError(f"step {step} is outside the output of shape {tuple(Y.shape)}")
+    fig, axes = _corr2d_figure(X, K)
+    _draw_corr2d_step(axes, X, K, Y, i, j)
+    plt.close(fig)
+    return fig
+
+
+def animate_corr2d(
+    corr2d: Corr2d,
+    X: torch.Tensor,
+    K: torch.Tensor,
+    interval: int = 900,
+    steps: Iterable[tuple[int, int]] | None = None,
+):
+    """Animate cross-correlation step by step with *your* `corr2d`, as HTML for JupyterLab.
+
+    The window slides over X row by row; each frame shows which inputs meet which kernel
+    weights and the output entry they produce. `steps` limits the frames to some positions.
+
+    >>> animate_corr2d(my_corr2d, X, K)   # in a notebook: an animation with play controls
+    """
+    from IPython.display import HTML
+
+    X, K, Y = _run_corr2d(corr2d, X, K)
+    positions = list(steps) if steps is not None else [
+        (i, j) for i in range(Y.shape[0]) for j in range(Y.shape[1])
+    ]
+    fig, axes = _corr2d_figure(X, K)
+
+    def draw(frame: int):
+        for ax in axes:
+            ax.clear()
+        _draw_corr2d_step(axes, X, K, Y, *positions[frame])
+        return []
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(positions), interval=interval)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return HTML(html)
+
+
+def show_heatmaps(
+    matrices: Sequence[torch.Tensor],
+    titles: Sequence[str] | None = None,
+    *,
+    diverging: bool = True,
+    annotate: bool = False,
+    size: float = 3.0,
+):
+    """Show 2-D tensors side by side. With `diverging`, a red-blue colormap centred on zero, so
+    positive and negative responses are told apart at a glance.
+
+    >>> show_heatmaps([img, K, response], ["image", "kernel", "response"])
+    """
+    mats = [_as_2d(m, f"matrices[{n}]") for n, m in enumerate(matrices)]
+    if titles is not None and len(titles) != len(mats):
+        raise ValueError(f"got {len(mats)} matrices but {len(titles)} titles")
+    fig, axes = plt.subplots(1, len(mats), figsize=(size * len(mats), size), squeeze=False)
+    for n, (ax, m) in enumerate(zip(axes[0], mats)):
+        if diverging:
+            bound = max(float(m.abs().max()), 1e-12)
+            im = ax.imshow(m, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound))
+        else:
+            im = ax.imshow(m, cmap="gray")
+        if annotate:
+            _annotate(ax, m)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(titles[n])
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _run_corr2d(corr2d: Corr2d, X: torch.Tensor, K: torch.Tensor):
+    """Call the student's function and check its output's shape before anything is drawn."""
+    X = _as_2d(X, "X")
+    K = _as_2d(K, "K")
+    if K.shape[0] > X.shape[0] or K.shape[1] > X.shape[1]:
+        raise ValueError(f"the kernel K {tuple(K.shape)} must fit inside X {tuple(X.shape)}")
+    Y = corr2d(X, K)
+    want = (X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)
+    if not torch.is_tensor(Y) or tuple(Y.shape) != want:
+        got = tuple(Y.shape) if torch.is_tensor(Y) else type(Y).__name__
+        raise ValueError(
+            f"corr2d returned {got} for X {tuple(X.shape)} and K {tuple(K.shape)}; a valid "
+            f"cross-correlation has shape {want}. Fix corr2d first (its tests say how)."
+        )
+    return X, K, Y.detach().float()
+
+
+def _as_2d(t: object, name: str) -> torch.Tensor:
+    if not torch.is_tensor(t):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (height, width), got shape {tuple(t.shape)}")
+    return t.detach().float().cpu()
+
+
+def _corr2d_figure(X: torch.Tensor, K: torch.Tensor):
+    widths = [X.shape[1], K.shape[1], X.shape[1] - K.shape[1] + 1]
+    fig, axes = plt.subplots(
+        1, 3, figsize=(1.0 + 0.55 * sum(widths) + 1.5, 0.6 * X.shape[0] + 1.3),
+        gridspec_kw={"width_ratios": widths},
+    )
+    return fig, axes
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
+
+
+def _grid(ax, M: torch.Tensor, title: str, shown: torch.Tensor | None = None, color="#dfe8f5"):
+    h, w = M.shape
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for r in range(h):
+        for c in range(w):
+            visible = shown is None or bool(shown[r, c])
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=color if visible else "white",
+                                   edgecolor="#555555", linewidth=1))
+            if visible:
+                ax.text(c, r, _fmt(float(M[r, c])), ha="center", va="center", fontsize=11)
+    ax.set_title(title, fontsize=11)
+
+
+def _draw_corr2d_step(axes, X, K, Y, i: int, j: int) -> None:
+    kh, kw = K.shape
+    shown = torch.zeros(Y.shape, dtype=torch.bool)
+    shown.view(-1)[: i * Y.shape[1] + j + 1] = True
+    _grid(axes[0], X, "input X")
+    axes[0].add_patch(Rectangle((j - 0.5, i - 0.5), kw, kh, fill=False, edgecolor="#d62728",
+                                linewidth=3))
+    _grid(axes[1], K, "kernel K", color="#fde2c8")
+    _grid(axes[2], Y, "output Y", shown=shown, color="#d5efd5")
+    axes[2].add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728",
+                                linewidth=3))
+    terms = [f"{_fmt(float(X[i + a, j + b]))}×{_fmt(float(K[a, b]))}"
+             for a in range(kh) for b in range(kw)]
+    if len(terms) > 6:
+        terms = terms[:3] + ["…"] + terms[-2:]
+    axes[0].figure.suptitle(f"Y[{i}, {j}] = " + " + ".join(terms) + f" = {_fmt(float(Y[i, j]))}",
+                            fontsize=12)

@@ -1,0 +1,39 @@
+"""nbgrader configuration for the convlab course.
+
+The course root is the repository root (the folder above this file), so nbgrader works the same
+whether it is started from the root, from grader/, or by the grading tools (`python -m grader`).
+
+    solutions/<assignment>/<assignment>.ipynb   source notebooks (solutions + hidden tests)
+    notebooks/<assignment>/<assignment>.ipynb   student versions (generated, committed)
+    grader/submitted|autograded|feedback/       instructor-private working folders (gitignored)
+    grader/gradebook.db                         the gradebook (gitignored)
+"""
+import os
+
+c = get_config()  # noqa: F821  (provided by traitlets when it loads this file)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+c.CourseDirectory.course_id = "convlab"
+c.CourseDirectory.root = ROOT
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "notebooks"
+c.CourseDirectory.submitted_directory = os.path.join("grader", "submitted")
+c.CourseDirectory.autograded_directory = os.path.join("grader", "autograded")
+c.CourseDirectory.feedback_directory = os.path.join("grader", "feedback")
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "grader", "gradebook.db")
+
+c.CourseDirectory.assignment_id = ""
+# Only the notebook itself is released; stray files (checkpoints, data) are not copied.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "*.bak"]
+
+# The stub students see in place of a solution.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Executed source notebooks carry run timestamps; the release must not (it has to be reproducible).
+c.ClearOutput.remove_metadata_fields = {"collapsed", "scrolled", "execution", "ExecuteTime"}
+
+# Autograding runs every notebook on the course's own kernel with a time limit per cell.
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
