@@ -86,9 +86,9 @@ def show_heatmaps(
     for n, (ax, m) in enumerate(zip(axes[0], mats)):
         if diverging:
             bound = max(float(m.abs().max()), 1e-12)
-            im = ax.imshow(m, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound))
+            im = ax.imshow(m.numpy(), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound))
         else:
-            im = ax.imshow(m, cmap="gray")
+            im = ax.imshow(m.numpy(), cmap="gray")
         if annotate:
             _annotate(ax, m)
         ax.set_xticks([])

@@ -1,0 +1,78 @@
+import re
+
+import matplotlib
+import pytest
+import torch
+
+from convlab.plotting import animate_corr2d, show_corr2d, show_heatmaps
+
+matplotlib.use("Agg")
+
+
+def reference_corr2d(X, K):
+    return torch.nn.functional.conv2d(X[None, None].float(), K[None, None].float())[0, 0]
+
+
+X = torch.arange(9.0).reshape(3, 3)
+K = torch.arange(4.0).reshape(2, 2)
+
+
+def test_static_step_shows_the_arithmetic_of_that_entry():
+    fig = show_corr2d(reference_corr2d, X, K, step=(0, 1))
+    assert fig._suptitle.get_text() == "Y[0, 1] = 1×0 + 2×1 + 4×2 + 5×3 = 25"
+    assert [ax.get_title() for ax in fig.axes] == ["input X", "kernel K", "output Y"]
+    texts = [t.get_text() for t in fig.axes[2].texts]
+    assert texts == ["19", "25"], "only the entries computed so far are shown"
+
+
+def test_animation_has_one_frame_per_output_entry():
+    def frames(html):
+        return len(re.findall(r"frames\[\d+\] = ", html))
+    assert frames(animate_corr2d(reference_corr2d, X, K).data) == 4
+    assert frames(animate_corr2d(reference_corr2d, X, torch.ones(1, 1)).data) == 9
+    assert frames(animate_corr2d(reference_corr2d, X, K, steps=[(1, 1)]).data) == 1
+
+
+def test_step_outside_output_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"step \(2, 0\) is outside the output of shape \(2, 2\)"):
+        show_corr2d(reference_corr2d, X, K, step=(2, 0))
+
+
+def test_wrong_output_shape_of_students_function_is_explained():
+    def off_by_one(X, K):
+        return torch.zeros(X.shape[0] - K.shape[0], X.shape[1] - K.shape[1])
+    with pytest.raises(ValueError, match=r"corr2d returned \(1, 1\) for X \(3, 3\) and K \(2, 2\).*shape \(2, 2\)"):
+        show_corr2d(off_by_one, X, K)
+
+
+def test_students_not_implemented_error_passes_through():
+    def stub(X, K):
+        raise NotImplementedError()
+    with pytest.raises(NotImplementedError):
+        animate_corr2d(stub, X, K)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.ones(2, 3, 3), r"X must be 2-D \(height, width\), got shape \(2, 3, 3\)"),
+    ([[1, 2], [3, 4]], "X must be a torch.Tensor, got list"),
+])
+def test_bad_inputs_are_explained(bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        show_corr2d(reference_corr2d, bad, K)
+
+
+def test_kernel_larger_than_input_is_explained():
+    with pytest.raises(ValueError, match=r"kernel K \(4, 1\) must fit inside X \(3, 3\)"):
+        show_corr2d(reference_corr2d, X, torch.ones(4, 1))
+
+
+def test_heatmaps_are_centred_on_zero():
+    fig = show_heatmaps([torch.tensor([[-1.0, 3.0]]), torch.ones(2, 2)], ["a", "b"])
+    norm = fig.axes[0].images[0].norm
+    assert (norm.vmin, norm.vcenter, norm.vmax) == (-3.0, 0.0, 3.0)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["a", "b"]
+
+
+def test_heatmaps_titles_must_match():
+    with pytest.raises(ValueError, match="got 2 matrices but 1 titles"):
+        show_heatmaps([torch.ones(2, 2), torch.ones(2, 2)], ["only one"])
