@@ -23,9 +23,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (convlab)" >/dev/null
 	@touch $@
 
-## Open the course (student notebooks) in JupyterLab.
+## Open the course (student notebooks) in JupyterLab. nbgrader's extensions find the course
+## config in grader/; root (as in containers) needs --allow-root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	JUPYTER_CONFIG_PATH=$(CURDIR)/grader $(BIN)/jupyter lab --notebook-dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## Run every test: unit tests, release-in-sync, nbval on solutions, student versions, grading pipeline.
 test: $(STAMP)
