@@ -7,14 +7,30 @@ the graded answers live in the notebooks, never here.
 >>> convlab.seed_everything(0)
 """
 from .checks import expect_close, forbid_torch_functions
-from .plotting import animate_corr2d, show_corr2d, show_heatmaps
+from .data import CIFAR10_CLASSES, Cifar10Data, CorruptDataError, data_dir, load_cifar10
+from .plotting import (
+    animate_corr2d,
+    explore_conv_windows,
+    show_conv_windows,
+    show_corr2d,
+    show_heatmaps,
+    show_image_grids,
+)
 from .seeding import seed_everything
 
 __all__ = [
+    "CIFAR10_CLASSES",
+    "Cifar10Data",
+    "CorruptDataError",
     "animate_corr2d",
+    "data_dir",
     "expect_close",
+    "explore_conv_windows",
     "forbid_torch_functions",
+    "load_cifar10",
     "seed_everything",
+    "show_conv_windows",
     "show_corr2d",
     "show_heatmaps",
+    "show_image_grids",
 ]

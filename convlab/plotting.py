@@ -9,7 +9,8 @@ from matplotlib import animation
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
-__all__ = ["animate_corr2d", "show_corr2d", "show_heatmaps"]
+__all__ = ["animate_corr2d", "explore_conv_windows", "show_conv_windows", "show_corr2d", "show_heatmaps",
+           "show_image_grids"]
 
 Corr2d = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -173,3 +174,153 @@ def _draw_corr2d_step(axes, X, K, Y, i: int, j: int) -> None:
         terms = terms[:3] + ["…"] + terms[-2:]
     axes[0].figure.suptitle(f"Y[{i}, {j}] = " + " + ".join(terms) + f" = {_fmt(float(Y[i, j]))}",
                             fontsize=12)
+
+
+# --- padding, stride, dilation: which input cells each output sees (lessons 4 and 5) ---------------
+
+def _window_count(n: int, k: int, p: int, s: int, d: int, ceil_mode: bool) -> int:
+    """How many windows fit along one axis (the rule PyTorch's conv and pooling layers use)."""
+    span = d * (k - 1) + 1
+    if n + 2 * p < span:
+        return 0
+    if not ceil_mode:
+        return (n + 2 * p - span) // s + 1
+    out = -(-(n + 2 * p - span) // s) + 1
+    if (out - 1) * s >= n + p:   # the last window must start inside the input or the left padding
+        out -= 1
+    return out
+
+
+def show_conv_windows(n: int, kernel_size: int, padding: int = 0, stride: int = 1,
+                      dilation: int = 1, ceil_mode: bool = False, size: float = 0.42):
+    """Draw, along one axis, which input cells each output of a conv or pooling window sees.
+
+    Top row: the input (blue, indexed 0 … n−1) between `padding` cells on each side (grey).
+    One row per output: the cells its window covers (orange), `dilation` apart, each window
+    `stride` cells after the previous. With `ceil_mode` (pooling), a last window may hang over
+    the end (dashed cells, ignored) if it starts inside the input or the left padding.
+
+    >>> show_conv_windows(7, 3, padding=1, stride=2)   # 4 outputs
+    """
+    for name, v, low in [("n", n, 1), ("kernel_size", kernel_size, 1), ("padding", padding, 0),
+                         ("stride", stride, 1), ("dilation", dilation, 1)]:
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    k, p, s, d = kernel_size, padding, stride, dilation
+    out = _window_count(n, k, p, s, d, ceil_mode)
+    starts = [i * s for i in range(out)]                     # in padded coordinates
+    right = max([n + 2 * p] + [st + d * (k - 1) + 1 for st in starts])
+    rows = 1 + max(out, 1)
+    fig, ax = plt.subplots(figsize=(max(size * right + 1.4, 6.5), size * rows + 0.9))
+    ax.set_xlim(-1.6, right)
+    ax.set_ylim(rows + 0.1, -0.7)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    for c in range(right):
+        inside = c < n + 2 * p
+        is_pad = c < p or n + p <= c < n + 2 * p
+        color = "#dddddd" if is_pad else ("#cfe0f5" if inside else "white")
+        ax.add_patch(Rectangle((c, 0), 1, 0.9, facecolor=color, edgecolor="#555555",
+                               linestyle="-" if inside else "--", linewidth=1))
+        label = "pad" if is_pad else (str(c - p) if inside else "")
+        ax.text(c + 0.5, 0.45, label, ha="center", va="center", fontsize=7 if is_pad else 9)
+    ax.text(-0.2, 0.45, "input", ha="right", va="center", fontsize=9)
+    for i, st in enumerate(starts):
+        y = 1 + i
+        ax.add_patch(Rectangle((st, y + 0.05), d * (k - 1) + 1, 0.8, fill=False,
+                               edgecolor="#999999", linewidth=0.8))
+        for t in range(k):
+            c = st + t * d
+            off = c >= n + 2 * p
+            ax.add_patch(Rectangle((c, y + 0.05), 1, 0.8, facecolor="white" if off else "#f5a04a",
+                                   edgecolor="#d62728" if off else "#a0522d",
+                                   linestyle="--" if off else "-", linewidth=1))
+        ax.text(-0.2, y + 0.45, f"out[{i}]", ha="right", va="center", fontsize=9)
+    if out == 0:
+        ax.text(0, 1.45, "the window does not fit: no output", fontsize=10, color="#d62728")
+    mode = ", ceil_mode" if ceil_mode else ""
+    ax.set_title(f"n={n}, kernel={k}, padding={p}, stride={s}, dilation={d}{mode}  →  {out} outputs",
+                 fontsize=11)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def explore_conv_windows(n: int = 7, kernel_size: int = 3, padding: int = 0, stride: int = 1,
+                         dilation: int = 1, ceil_mode: bool = False):
+    """Sliders for n, kernel size, padding, stride and dilation (and a ceil_mode box) redrawing
+    `show_conv_windows` as you move them. Needs a live Jupyter kernel with ipywidgets; anywhere
+    else (a script, an exported page) it says so and returns the static figure for the values given.
+
+    >>> explore_conv_windows()   # in JupyterLab: sliders and a figure that follows them
+    """
+    try:
+        import ipywidgets as widgets
+        from IPython import get_ipython
+
+        live = getattr(get_ipython(), "kernel", None) is not None
+    except ImportError:
+        live = False
+    if not live:
+        print("(no live Jupyter kernel with ipywidgets: showing a static figure; open the notebook "
+              "in JupyterLab to get the sliders)")
+        return show_conv_windows(n, kernel_size, padding, stride, dilation, ceil_mode)
+    from IPython.display import display
+
+    def draw(n, kernel_size, padding, stride, dilation, ceil_mode):
+        display(show_conv_windows(n, kernel_size, padding, stride, dilation, ceil_mode))
+
+    slider = lambda v, lo, hi, name: widgets.IntSlider(value=v, min=lo, max=hi, description=name,
+                                                       continuous_update=False)
+    return widgets.interactive(
+        draw, n=slider(n, 1, 16, "n"), kernel_size=slider(kernel_size, 1, 7, "kernel"),
+        padding=slider(padding, 0, 3, "padding"), stride=slider(stride, 1, 4, "stride"),
+        dilation=slider(dilation, 1, 3, "dilation"),
+        ceil_mode=widgets.Checkbox(value=ceil_mode, description="ceil_mode (pooling)"))
+
+
+# --- image batches (lesson 5) ----------------------------------------------------------------------
+
+def show_image_grids(batches: Sequence[torch.Tensor], titles: Sequence[str] | None = None,
+                     labels: Sequence[int] | torch.Tensor | None = None,
+                     classes: Sequence[str] | None = None, *, nrow: int = 8, size: float = 5.0):
+    """Show image batches (each B×3×H×W, values in [0, 1]) side by side as grids made with
+    torchvision.utils.make_grid, every grid the same size on screen so tile (r, c) of one is tile
+    (r, c) of the others. With `labels` and `classes`, each tile is captioned with its class name.
+
+    >>> show_image_grids([X, pool(X)], ["input", "max-pooled"], labels=y, classes=cifar.classes)
+    """
+    from torchvision.utils import make_grid
+
+    if titles is not None and len(titles) != len(batches):
+        raise ValueError(f"got {len(batches)} batches but {len(titles)} titles")
+    first = None
+    for b, X in enumerate(batches):
+        if not torch.is_tensor(X) or X.dim() != 4 or X.shape[1] not in (1, 3):
+            got = tuple(X.shape) if torch.is_tensor(X) else type(X).__name__
+            raise ValueError(f"batches[{b}] must be a tensor of shape (B, 3, H, W) or (B, 1, H, W), got {got}")
+        if first is not None and X.shape[0] != first:
+            raise ValueError(f"batches[{b}] has {X.shape[0]} images but batches[0] has {first}")
+        first = X.shape[0]
+    if labels is not None and len(labels) != first:
+        raise ValueError(f"{len(labels)} labels for batches of {first} images")
+    fig, axes = plt.subplots(1, len(batches), figsize=(size * len(batches), size + 0.4), squeeze=False)
+    for b, (ax, X) in enumerate(zip(axes[0], batches)):
+        X = X.detach().float().cpu().clamp(0, 1)
+        pad = 1
+        grid = make_grid(X, nrow=nrow, padding=pad, pad_value=1.0)
+        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        h, w = X.shape[-2:]
+        if titles is not None:
+            ax.set_title(f"{titles[b]}  ({X.shape[0]}×{X.shape[1]}×{h}×{w})", fontsize=11)
+        if labels is not None and classes is not None:
+            for idx, label in enumerate(labels):
+                r, c = divmod(idx, nrow)
+                ax.text(pad + c * (w + pad), pad + r * (h + pad), classes[int(label)], fontsize=5.5,
+                        color="white", va="top", ha="left",
+                        bbox={"facecolor": "black", "alpha": 0.55, "pad": 0.6, "linewidth": 0})
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

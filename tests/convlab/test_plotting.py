@@ -76,3 +76,49 @@ def test_heatmaps_are_centred_on_zero():
 def test_heatmaps_titles_must_match():
     with pytest.raises(ValueError, match="got 2 matrices but 1 titles"):
         show_heatmaps([torch.ones(2, 2), torch.ones(2, 2)], ["only one"])
+
+
+# --- show_conv_windows / explore_conv_windows / show_image_grids ---------------------------------
+
+import itertools
+
+from convlab.plotting import _window_count, explore_conv_windows, show_conv_windows, show_image_grids
+
+
+def test_window_count_agrees_with_pytorch_conv_and_pooling():
+    for n, k, p, s, d in itertools.product(range(1, 10), range(1, 5), range(0, 3), range(1, 4), range(1, 3)):
+        if n + 2 * p >= d * (k - 1) + 1:
+            conv = torch.nn.functional.conv1d(torch.zeros(1, 1, n), torch.zeros(1, 1, k), padding=p,
+                                              stride=s, dilation=d)
+            assert _window_count(n, k, p, s, d, False) == conv.shape[-1], (n, k, p, s, d)
+        if p <= k // 2 and n + 2 * p >= d * (k - 1) + 1:
+            for ceil in (False, True):
+                pool = torch.nn.functional.max_pool1d(torch.zeros(1, 1, n), k, s, p, d, ceil_mode=ceil)
+                assert _window_count(n, k, p, s, d, ceil) == pool.shape[-1], (n, k, p, s, d, ceil)
+    assert _window_count(2, 3, 0, 1, 1, False) == 0
+
+
+def test_conv_windows_title_gives_the_output_count():
+    fig = show_conv_windows(7, 3, padding=1, stride=2)
+    assert "→  4 outputs" in fig.axes[0].get_title()
+    assert "→  2 outputs" in show_conv_windows(5, 3, stride=3, ceil_mode=True).axes[0].get_title()
+    with pytest.raises(ValueError, match="stride must be an int >= 1"):
+        show_conv_windows(5, 3, stride=0)
+
+
+def test_explorer_outside_a_kernel_prints_and_returns_the_static_figure(capsys):
+    fig = explore_conv_windows(6, 3, padding=1)
+    assert "no live Jupyter kernel" in capsys.readouterr().out
+    assert "→  6 outputs" in fig.axes[0].get_title()
+
+
+def test_image_grids_check_shapes_and_caption_tiles():
+    X = torch.rand(6, 3, 8, 8)
+    fig = show_image_grids([X, X[:, :, ::2, ::2]], ["in", "out"], labels=[0, 1, 2, 3, 4, 5],
+                           classes=list("abcdef"), nrow=3)
+    assert [t.get_text() for t in fig.axes[0].texts] == list("abcdef")
+    assert "6×3×4×4" in fig.axes[1].get_title()
+    with pytest.raises(ValueError, match=r"shape \(B, 3, H, W\)"):
+        show_image_grids([torch.rand(3, 8, 8)])
+    with pytest.raises(ValueError, match="has 2 images but batches\\[0\\] has 6"):
+        show_image_grids([X, X[:2]])
