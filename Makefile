@@ -8,7 +8,7 @@ BIN    := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 export JUPYTER_PREFER_ENV_PATH := 1
 # Offline, deterministic CIFAR-10 stand-in for tests and stored outputs (see data/README.md).
-TEST_ENV := CONVLAB_FAKE_DATA=1 MPLBACKEND=Agg
+TEST_ENV := CONVLAB_FAKE_DATA=1
 
 STAMP := $(VENV)/.installed
 

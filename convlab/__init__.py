@@ -8,6 +8,7 @@ the graded answers live in the notebooks, never here.
 """
 from .checks import expect_close, forbid_torch_functions
 from .data import CIFAR10_CLASSES, Cifar10Data, CorruptDataError, data_dir, load_cifar10
+from .images import load_sample_image
 from .plotting import (
     animate_corr2d,
     explore_conv_windows,
@@ -15,6 +16,8 @@ from .plotting import (
     show_corr2d,
     show_heatmaps,
     show_image_grids,
+    show_kernel_path,
+    show_losses,
 )
 from .seeding import seed_everything
 
@@ -28,9 +31,12 @@ __all__ = [
     "explore_conv_windows",
     "forbid_torch_functions",
     "load_cifar10",
+    "load_sample_image",
     "seed_everything",
     "show_conv_windows",
     "show_corr2d",
     "show_heatmaps",
     "show_image_grids",
+    "show_kernel_path",
+    "show_losses",
 ]

@@ -1,7 +1,8 @@
 """Figures and animations: the sliding window of cross-correlation, heatmaps of kernels and responses."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -10,7 +11,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
 __all__ = ["animate_corr2d", "explore_conv_windows", "show_conv_windows", "show_corr2d", "show_heatmaps",
-           "show_image_grids"]
+           "show_image_grids", "show_kernel_path", "show_losses"]
 
 Corr2d = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -91,7 +92,7 @@ def show_heatmaps(
         else:
             im = ax.imshow(m.numpy(), cmap="gray")
         if annotate:
-            _annotate(ax, m)
+            _annotate(ax, m, diverging)
         ax.set_xticks([])
         ax.set_yticks([])
         if titles is not None:
@@ -100,6 +101,116 @@ def show_heatmaps(
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def show_losses(
+    losses: Sequence[float] | Mapping[str, Sequence[float]],
+    *,
+    log: bool = True,
+    title: str = "training loss",
+    size: float = 3.5,
+):
+    """Plot loss against epoch (1, 2, ...), on a log scale by default. Pass a dict
+    {label: losses} to compare several runs in one plot.
+
+    Non-finite losses (a run that diverged) are left out of the curve, and the title says so.
+
+    >>> show_losses([6.4, 2.9, 1.2, 0.6])
+    >>> show_losses({"lr = 0.03": good, "lr = 0.3": diverged})
+    """
+    runs = dict(losses) if isinstance(losses, Mapping) else {"": losses}
+    if not runs:
+        raise ValueError("show_losses needs at least one run of losses")
+    fig, ax = plt.subplots(figsize=(size * 1.5, size))
+    diverged = []
+    for label, run in runs.items():
+        values = _as_floats(run, f"losses[{label!r}]" if label else "losses")
+        finite = [(n, v) for n, v in enumerate(values, start=1) if math.isfinite(v) and (v > 0 or not log)]
+        if len(finite) < len(values):
+            diverged.append(label or "the run")
+        ax.plot([n for n, _ in finite], [v for _, v in finite], marker="o", markersize=3, label=label or None)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss" + (" (log scale)" if log else ""))
+    ax.set_title(title + (f" ({', '.join(diverged)}: some values not finite{' or ≤ 0' if log else ''}, not drawn)"
+                          if diverged else ""), fontsize=10)
+    if any(runs):
+        ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def show_kernel_path(
+    path: Sequence[torch.Tensor] | torch.Tensor,
+    target: torch.Tensor | Sequence[float] | None = None,
+    *,
+    labels: tuple[str, str] = ("K[0, 0]", "K[0, 1]"),
+    size: float = 3.5,
+):
+    """Draw how a two-entry kernel moves during training: one point per epoch in the plane of
+    its two weights, from the start (circle) to the end (square), with the target as a star.
+
+    `path` is a sequence of kernels with two entries each (e.g. 1×2 kernels), or a tensor of
+    shape (steps, 2).
+
+    >>> show_kernel_path([torch.tensor([[0.2, 0.4]]), torch.tensor([[0.9, -0.8]])], target=[1.0, -1.0])
+    """
+    if torch.is_tensor(path):
+        points = path.detach().float().reshape(len(path), -1) if path.dim() else path.reshape(1, -1)
+    else:
+        points = torch.stack([torch.as_tensor(k).detach().float().reshape(-1) for k in path]) if len(path) else None
+    if points is None or points.shape[-1] != 2:
+        got = "an empty path" if points is None else f"kernels with {points.shape[-1]} entries"
+        raise ValueError(f"show_kernel_path draws kernels with exactly 2 entries (e.g. 1×2), got {got}")
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.plot(points[:, 0], points[:, 1], "-o", color="#1f77b4", markersize=3, label="kernel per epoch")
+    ax.plot(points[0, 0], points[0, 1], "o", color="#2ca02c", markersize=9, label="start")
+    ax.plot(points[-1, 0], points[-1, 1], "s", color="#d62728", markersize=8, label="end")
+    if target is not None:
+        t = torch.as_tensor(target, dtype=torch.float32).reshape(-1)
+        if t.numel() != 2:
+            raise ValueError(f"target must have 2 entries like the kernel, got {t.numel()}")
+        ax.plot(t[0], t[1], "*", color="black", markersize=14, label="target")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("the kernel during training", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _annotate(ax, M: torch.Tensor, diverging: bool = True) -> None:
+    """Write each entry's value on its cell (for small matrices such as kernels), in a colour
+    that stays readable on the cell's background."""
+    h, w = M.shape
+    if h * w > 400:
+        raise ValueError(f"annotate=True writes every entry; a {h}×{w} matrix has too many (at most 400)")
+    bound = max(float(M.abs().max()), 1e-12)
+    lo, hi = float(M.min()), float(M.max())
+    for r in range(h):
+        for c in range(w):
+            v = float(M[r, c])
+            dark = abs(v) > 0.6 * bound if diverging else v < lo + 0.4 * (hi - lo)
+            ax.text(c, r, _fmt(v), ha="center", va="center", fontsize=9,
+                    color="white" if dark else "black")
+
+
+def _as_floats(values: object, name: str) -> list[float]:
+    if torch.is_tensor(values):
+        values = values.detach().reshape(-1).tolist()
+    try:
+        out = [float(v) for v in values]  # type: ignore[union-attr]
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a sequence of numbers, got {type(values).__name__}") from err
+    if not out:
+        raise ValueError(f"{name} is empty: there is nothing to plot")
+    return out
 
 
 def _run_corr2d(corr2d: Corr2d, X: torch.Tensor, K: torch.Tensor):

@@ -27,12 +27,16 @@ def student_notebook(assignment: str) -> Path:
 
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment for nbgrader and kernels: this Python's bin/ first on PATH (nbgrader runs
-    `alembic` from PATH), this environment's kernel preferred, the offline data stand-in on."""
+    `alembic` from PATH), this environment's kernel preferred, the offline data stand-in on,
+    figures rendered inline."""
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["JUPYTER_PREFER_ENV_PATH"] = "1"
     env.setdefault("CONVLAB_FAKE_DATA", "1")
-    env.setdefault("MPLBACKEND", "Agg")
+    # Kernels choose matplotlib's inline backend themselves; an inherited MPLBACKEND=Agg would
+    # silently drop every figure from executed notebooks.
+    if env.get("MPLBACKEND", "").lower() == "agg":
+        del env["MPLBACKEND"]
     env.update(extra)
     return env
 

@@ -1,10 +1,21 @@
+import itertools
 import re
 
 import matplotlib
 import pytest
 import torch
 
-from convlab.plotting import animate_corr2d, show_corr2d, show_heatmaps
+from convlab.plotting import (
+    _window_count,
+    animate_corr2d,
+    explore_conv_windows,
+    show_conv_windows,
+    show_corr2d,
+    show_heatmaps,
+    show_image_grids,
+    show_kernel_path,
+    show_losses,
+)
 
 matplotlib.use("Agg")
 
@@ -80,9 +91,6 @@ def test_heatmaps_titles_must_match():
 
 # --- show_conv_windows / explore_conv_windows / show_image_grids ---------------------------------
 
-import itertools
-
-from convlab.plotting import _window_count, explore_conv_windows, show_conv_windows, show_image_grids
 
 
 def test_window_count_agrees_with_pytorch_conv_and_pooling():
@@ -122,3 +130,58 @@ def test_image_grids_check_shapes_and_caption_tiles():
         show_image_grids([torch.rand(3, 8, 8)])
     with pytest.raises(ValueError, match="has 2 images but batches\\[0\\] has 6"):
         show_image_grids([X, X[:2]])
+def test_heatmaps_can_annotate_every_entry():
+    fig = show_heatmaps([torch.tensor([[1.0, -1.0]]), torch.tensor([[0.5], [2.0]])], diverging=False, annotate=True)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1", "-1"]
+    assert [t.get_text() for t in fig.axes[1].texts] == ["0.50", "2"]
+
+
+def test_annotating_a_large_matrix_is_refused():
+    with pytest.raises(ValueError, match="a 30×30 matrix has too many"):
+        show_heatmaps([torch.ones(30, 30)], annotate=True)
+
+
+def test_losses_are_plotted_per_epoch_on_a_log_scale():
+    fig = show_losses([4.0, 2.0, 1.0])
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [1, 2, 3] and list(y) == [4.0, 2.0, 1.0]
+
+
+def test_several_runs_get_a_legend_and_diverged_values_are_left_out():
+    fig = show_losses({"good": torch.tensor([3.0, 1.0]), "bad": [1.0, float("inf"), float("nan")]}, log=False)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["good", "bad"]
+    assert list(ax.lines[1].get_data()[1]) == [1.0]
+    assert "bad: some values not finite" in ax.get_title()
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    ([], ValueError, "losses is empty"),
+    ({}, ValueError, "at least one run"),
+    ("abc", TypeError, "must be a sequence of numbers"),
+])
+def test_bad_losses_are_explained(bad, error, message):
+    with pytest.raises(error, match=message):
+        show_losses(bad)
+
+
+def test_kernel_path_runs_from_start_to_end_with_the_target():
+    path = [torch.tensor([[0.0, 0.5]]), torch.tensor([[0.5, -0.5]]), torch.tensor([[0.9, -0.9]])]
+    fig = show_kernel_path(path, target=torch.tensor([[1.0, -1.0]]))
+    ax = fig.axes[0]
+    x, y = ax.lines[0].get_data()
+    assert list(x) == pytest.approx([0.0, 0.5, 0.9]) and list(y) == pytest.approx([0.5, -0.5, -0.9])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["kernel per epoch", "start", "end", "target"]
+    assert show_kernel_path(torch.stack([p.reshape(2) for p in path])).axes[0].lines[0].get_data()[0].tolist() == pytest.approx([0.0, 0.5, 0.9])
+
+
+@pytest.mark.parametrize("path, target, message", [
+    ([torch.ones(3, 3)], None, "exactly 2 entries .* got kernels with 9 entries"),
+    ([], None, "got an empty path"),
+    ([torch.ones(1, 2)], [1.0, 2.0, 3.0], "target must have 2 entries"),
+])
+def test_bad_kernel_paths_are_explained(path, target, message):
+    with pytest.raises(ValueError, match=message):
+        show_kernel_path(path, target=target)
