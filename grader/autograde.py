@@ -374,7 +374,6 @@ def _cell_results(nb) -> list[dict]:
     return rows
 
 
-@warnings.catch_warnings()
 def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options, max_scores: dict) -> dict:
     """Save grades to the gradebook (nbgrader's SaveAutoGrades), then the result file."""
     cells = _cell_results(job.nb) if job.nb is not None else []
@@ -387,17 +386,9 @@ def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options
     else:
         status = "graded"
     if job.nb is not None:
-        warnings.filterwarnings("ignore", module="nbgrader")   # SQLAlchemy chatter nbgrader also emits
-        with Gradebook(db_url) as gb:
-            gb.update_or_create_student(job.student)
-            timestamp = _timestamp(job.path.parent)
-            if timestamp:
-                gb.update_or_create_submission(job.assignment, job.student, timestamp=timestamp)
-            else:
-                gb.update_or_create_submission(job.assignment, job.student)
-        resources = {"nbgrader": {"notebook": job.assignment, "assignment": job.assignment,
-                                  "student": job.student, "db_url": db_url}}
-        SaveAutoGrades().preprocess(job.nb, resources)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
+            _save_to_gradebook(job, db_url)
         dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
         write_atomic(dest, nbformat.writes(job.nb))
     messages = list(job.findings)
@@ -414,6 +405,20 @@ def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options
     }
     write_atomic(result_path(opts.out, job), json.dumps(result, indent=1))
     return result
+
+
+def _save_to_gradebook(job: Job, db_url: str) -> None:
+    """What `nbgrader autograde` records: the student, the submission, SaveAutoGrades' scores."""
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(job.student)
+        timestamp = _timestamp(job.path.parent)
+        if timestamp:
+            gb.update_or_create_submission(job.assignment, job.student, timestamp=timestamp)
+        else:
+            gb.update_or_create_submission(job.assignment, job.student)
+    resources = {"nbgrader": {"notebook": job.assignment, "assignment": job.assignment,
+                              "student": job.student, "db_url": db_url}}
+    SaveAutoGrades().preprocess(job.nb, resources)
 
 
 def _timestamp(folder: Path):

@@ -195,10 +195,16 @@ class SandboxedKernel:
         if not os.environ.get("CONVLAB_GRADER_DEBUG"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def rss(self) -> int:
+    def memory(self) -> int:
+        """Memory of the whole process tree: the sum of RSS, which counts pages shared by forked
+        processes once per process; when that is over the limit, the exact figure (sum of PSS)."""
         try:
             root = psutil.Process(self.proc.pid)
-            return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+            procs = [root, *root.children(recursive=True)]
+            rss = sum(p.memory_info().rss for p in procs)
+            if rss <= self.limits.memory:
+                return rss
+            return sum(p.memory_full_info().pss for p in procs)
         except psutil.Error:
             return 0
 
@@ -292,7 +298,7 @@ class _Monitor:
             for k in kernels:
                 if not k.alive():
                     self.forget(k)
-                elif k.rss() > k.limits.memory:
+                elif k.memory() > k.limits.memory:
                     k.kill("memory")
                 elif _dir_size(k.workdir, KERNEL_DIR_LIMIT) > KERNEL_DIR_LIMIT:
                     k.kill("disk")
