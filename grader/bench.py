@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import tempfile
@@ -59,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             f"c.CourseDirectory.root = {str(course)!r}\n"
             f"c.CourseDirectory.source_directory = {str(SOLUTIONS)!r}\n"
             f"c.CourseDirectory.release_directory = 'release'\n"
+            f"c.CourseDirectory.submitted_directory = 'submitted'\n"
+            f"c.CourseDirectory.autograded_directory = 'autograded'\n"
             f"c.CourseDirectory.db_url = 'sqlite:///{course}/gradebook.db'\n")
         nbgrader("generate_assignment", a, "--force", "--log-level=WARN", config_dir=course)
         for student, nb in subs:
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 nbgrader("autograde", a, "--force", "--log-level=ERROR", config_dir=course)
             except RuntimeError as err:        # a crashing submission makes nbgrader exit non-zero
-                print(f"  (nbgrader reported failures: {str(err).splitlines()[0][:100]})")
+                lines = [l for l in str(err).splitlines() if "rror" in l]
+                print(f"  (nbgrader exited with an error: {lines[-1][:200] if lines else str(err)[:200]})")
             nb_time = time.monotonic() - t
             nb_rate = args.n / nb_time
             print(f"nbgrader autograde (serial): {nb_time:7.1f} s  {nb_rate:6.3f} submissions/s "
@@ -106,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         cpu = sum(statistics.mean([t.get(k, 0) for t in timings]) for k in ("kernel_start", "imports", "cells"))
         print(f"  ~CPU per submission {cpu:.2f} s over {args.workers} workers -> at best "
               f"{args.workers / cpu if cpu else 0:.2f} submissions/s on this machine")
-        json.dumps(timings)
     return 0
 
 
