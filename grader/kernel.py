@@ -165,6 +165,10 @@ class Kernel:
                 return channel.get_msg(timeout=min(step, left))
             except queue.Empty:
                 continue
+            except (ValueError, KeyError, TypeError):
+                # a message with a bad signature or shape (e.g. from a forked student process
+                # writing to an inherited socket): ignored, like any unauthenticated message
+                continue
 
     def run(self, code: str, *, deadline: float, user_expressions: dict | None = None,
             silent: bool = False, budget: OutputBudget | None = None) -> Reply:
@@ -185,7 +189,7 @@ class Kernel:
                     if msg["parent_header"].get("msg_id") == msg_id:
                         reply = msg
                         continue
-                except queue.Empty:
+                except (queue.Empty, ValueError, KeyError, TypeError):
                     pass
             msg = self._get(self.client.iopub_channel, deadline)
             if msg["parent_header"].get("msg_id") != msg_id:

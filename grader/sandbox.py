@@ -296,12 +296,15 @@ class _Monitor:
             with self._lock:
                 kernels = list(self._kernels)
             for k in kernels:
-                if not k.alive():
-                    self.forget(k)
-                elif k.memory() > k.limits.memory:
-                    k.kill("memory")
-                elif _dir_size(k.workdir, KERNEL_DIR_LIMIT) > KERNEL_DIR_LIMIT:
-                    k.kill("disk")
+                try:
+                    if not k.alive():
+                        self.forget(k)
+                    elif k.memory() > k.limits.memory:
+                        k.kill("memory")
+                    elif _dir_size(k.workdir, KERNEL_DIR_LIMIT) > KERNEL_DIR_LIMIT:
+                        k.kill("disk")
+                except OSError:      # the kernel went away while being looked at
+                    continue
             time.sleep(self.interval)
 
 
