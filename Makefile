@@ -12,7 +12,7 @@ TEST_ENV := CONVLAB_FAKE_DATA=1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test release venv clean-venv
+.PHONY: lab test release venv clean-venv grader-deps autograde
 
 venv: $(STAMP)
 
@@ -29,8 +29,22 @@ lab: $(STAMP)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/grader $(BIN)/jupyter lab --notebook-dir=notebooks \
 		$(if $(filter 0,$(shell id -u)),--allow-root)
 
+## The autograder's sandbox needs bubblewrap (Debian/Ubuntu package `bubblewrap`).
+grader-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y bubblewrap || { apt-get update && apt-get install -y bubblewrap; }; \
+		else \
+			echo "The autograder needs bubblewrap: run 'sudo apt-get install -y bubblewrap'" \
+			     "(or your distribution's equivalent), then 'make test' again." >&2; exit 1; \
+		fi; }
+
+## Grade a folder of submissions: make autograde SUBMISSIONS=path/to/folder
+autograde: $(STAMP) grader-deps
+	$(BIN)/python -m grader autograde $(SUBMISSIONS)
+
 ## Run every test: unit tests, release-in-sync, nbval on solutions, student versions, grading pipeline.
-test: $(STAMP)
+test: $(STAMP) grader-deps
 	$(TEST_ENV) $(BIN)/python -m pytest tests solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider
 

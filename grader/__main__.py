@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import execute, release
+from pathlib import Path
+
+from . import autograde, execute, feedback, release
+from .course import CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,9 +19,52 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignments", nargs="*", help="assignment names (default: all)")
     p = sub.add_parser("check-students", help="run the student notebooks: only NotImplementedError may fail")
     p.add_argument("assignments", nargs="*", help="assignment names (default: all)")
+    p = sub.add_parser("autograde", help="grade a folder of submissions, sandboxed and in parallel")
+    p.add_argument("submissions", type=Path, help="folder laid out <student_id>/<assignment>/<assignment>.ipynb")
+    p.add_argument("--workers", type=int, default=autograde.Options.workers,
+                   help="submissions graded at once (default: the number of cores)")
+    p.add_argument("--timeout", type=float, default=autograde.Options.timeout,
+                   help="seconds for a whole notebook (default: %(default)s)")
+    p.add_argument("--memory-limit", default="2G", help="memory per submission, e.g. 1G, 512M (default: 2G)")
+    p.add_argument("--out", type=Path, default=autograde.Options.out,
+                   help="where grades.csv, cells.csv, results/ and autograded/ go (default: grader/)")
+    p.add_argument("--db-url", default=None, help="gradebook (default: the one in nbgrader_config.py)")
+    p.add_argument("--config-dir", type=Path, default=CONFIG.parent,
+                   help="folder of the nbgrader_config.py to use (default: grader/)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code WITHOUT isolation (only where bubblewrap cannot work)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = sub.add_parser("feedback", help="per-student HTML feedback from the last autograde run")
+    p.add_argument("--out", type=Path, default=autograde.Options.out,
+                   help="the --out folder of `autograde` (default: grader/)")
+    p.add_argument("--dest", type=Path, default=None,
+                   help="where <student>/<assignment>.html go (default: OUT/feedback)")
     args = parser.parse_args(argv)
 
-    names = args.assignments or None
+    if args.command == "autograde":
+        try:
+            memory = autograde.parse_size(args.memory_limit)
+        except ValueError as err:
+            parser.error(str(err))
+        if args.workers < 1 or args.timeout <= 0:
+            parser.error("--workers must be >= 1 and --timeout > 0")
+        if args.no_sandbox:
+            print("warning: --no-sandbox: student code runs with your rights, unisolated", file=sys.stderr)
+        opts = autograde.Options(workers=args.workers, timeout=args.timeout, memory=memory, out=args.out,
+                                 sandbox=not args.no_sandbox, config_dir=args.config_dir,
+                                 db_url=args.db_url, progress=not args.no_progress)
+        results = autograde.autograde(args.submissions, opts)
+        counts = {}
+        for r in results:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        print(f"{len(results)} rows written to {opts.out / 'grades.csv'}: "
+              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        return 0
+    if args.command == "feedback":
+        written = feedback.write_feedback(args.out, args.dest)
+        print(f"wrote {len(written)} feedback files" + (f" under {written[0].parent.parent}" if written else ""))
+        return 0
+    names = getattr(args, "assignments", None) or None
     if args.command == "release":
         written = release.release(names)
         print("\n".join(f"wrote {w}" for w in written) or "notebooks/ already up to date")

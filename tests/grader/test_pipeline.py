@@ -1,13 +1,20 @@
-"""End to end with nbgrader itself: in a throwaway course folder and gradebook, the solved notebook
-autogrades to full marks and the untouched release to zero, for every assignment."""
+"""End to end, in a throwaway course folder and gradebook, for every assignment: the solved notebook
+autogrades to full marks and the untouched release to zero, both with plain `nbgrader autograde`
+and with `python -m grader autograde`."""
 from __future__ import annotations
+
+import csv
+import subprocess
+import sys
 
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
 from grader import submissions
-from grader.course import CONFIG, SOLUTIONS, assignments, nbgrader
+from grader.course import ROOT, assignments, nbgrader, tool_env
+
+from .conftest import write_course
 
 STUDENTS = {"perfect": submissions.solved, "untouched": submissions.untouched}
 
@@ -15,16 +22,7 @@ STUDENTS = {"perfect": submissions.solved, "untouched": submissions.untouched}
 @pytest.fixture(scope="module")
 def gradebook(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
-    (course / "nbgrader_config.py").write_text(
-        f"c = get_config()\n"
-        f"load_subconfig({CONFIG.name!r}, path={str(CONFIG.parent)!r})\n"
-        f"c.CourseDirectory.root = {str(course)!r}\n"
-        f"c.CourseDirectory.source_directory = {str(SOLUTIONS)!r}\n"
-        f"c.CourseDirectory.release_directory = 'release'\n"
-        f"c.CourseDirectory.submitted_directory = 'submitted'\n"
-        f"c.CourseDirectory.autograded_directory = 'autograded'\n"
-        f"c.CourseDirectory.db_url = 'sqlite:///{course}/gradebook.db'\n"
-    )
+    write_course(course)
     for assignment in assignments():
         nbgrader("generate_assignment", assignment, "--force", config_dir=course)
         for student, make in STUDENTS.items():
@@ -53,3 +51,27 @@ def test_solution_gets_full_marks(gradebook, assignment):
 def test_untouched_release_scores_zero(gradebook, assignment):
     earned = {cell: s for cell, s in _scores(gradebook, assignment, "untouched").items() if s[0] != 0}
     assert not earned, f"{assignment}: the untouched student version earns points in {earned}"
+
+
+@pytest.fixture(scope="module")
+def our_grades(tmp_path_factory, course_config):
+    """The same two students through `python -m grader autograde` (sandboxed, in parallel)."""
+    tmp = tmp_path_factory.mktemp("ours")
+    for assignment in assignments():
+        for student, make in STUDENTS.items():
+            path = tmp / "subs" / student / assignment / f"{assignment}.ipynb"
+            path.parent.mkdir(parents=True)
+            nbformat.write(make(assignment), path)
+    cmd = [sys.executable, "-m", "grader", "autograde", str(tmp / "subs"), "--out", str(tmp / "out"),
+           "--config-dir", str(course_config), "--no-progress", "--timeout", "300"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=tool_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(tmp / "out" / "grades.csv") as f:
+        return {(r["student_id"], r["assignment"]): r for r in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_autograde_command_solution_full_untouched_zero(our_grades, assignment):
+    perfect, untouched = our_grades[("perfect", assignment)], our_grades[("untouched", assignment)]
+    assert perfect["status"] == "graded" and float(perfect["score"]) == float(perfect["max_score"]) > 0, perfect
+    assert untouched["status"] == "graded" and float(untouched["score"]) == 0, untouched

@@ -1,0 +1,572 @@
+"""`python -m grader autograde SUBMISSIONS`: grade every <student>/<assignment>/<assignment>.ipynb.
+
+One orchestrator process (this one) and N worker threads, each driving one sandboxed kernel at a
+time (grader/sandbox.py, grader/kernel.py); kernels are started and warmed up (PyTorch and
+convlab imported) ahead of time by a small pool, and killed, not shut down, after use.
+
+Outputs, all under --out (default grader/):
+
+* results/<student>/<assignment>/<key>.json: one file per graded submission, written atomically
+  (os.replace); <key> hashes the submission's bytes, its source notebook, the grader version and
+  the limits. A re-run skips what already has a result; a run killed at any moment and started
+  again loses and duplicates nothing.
+* grades.csv (student_id,assignment,score,max_score,status) and cells.csv (one row per graded
+  cell: score and failure message), rebuilt atomically from the result files.
+* autograded/<student>/<assignment>/<assignment>.ipynb: the executed notebook.
+* the gradebook (the config's, or --db-url): students, submissions and auto scores recorded by
+  nbgrader's own SaveAutoGrades, before the result file is written (so a crash in between only
+  means the submission is graded again).
+
+Status: graded | timeout | crashed | memory | tampered | invalid | missing. Anything but
+`graded` means the score is not a plain grade (partial points earned before the failure).
+"""
+from __future__ import annotations
+
+import csv
+import warnings
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader import utils as nbutils
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import SaveAutoGrades
+from tqdm import tqdm
+
+from . import integrity
+from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook
+from .kernel import Kernel, KernelDied, OutputBudget
+from .sandbox import Limits, SandboxUnavailable, check_sandbox
+
+GRADER_VERSION = "1"
+STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing")
+EXTRA_FILES_LIMIT = 8 * 2**20
+DEATH_STATUS = {"timeout": "timeout", "memory": "memory", "disk": "memory", "flood": "crashed",
+                "crashed": "crashed", "killed": "crashed"}
+DEATH_MESSAGE = {
+    "timeout": "the notebook ran out of time ({timeout:g} s for the whole notebook)",
+    "memory": "the notebook used more memory than allowed ({memory})",
+    "disk": "the notebook wrote too much to disk",
+    "flood": "the notebook printed too much output",
+    "crashed": "the kernel stopped (sys.exit, os._exit, a crash or a killed process)",
+    "killed": "the kernel was stopped",
+}
+
+
+@dataclass
+class Options:
+    workers: int = max(1, os.cpu_count() or 1)
+    timeout: float = 120.0
+    memory: int = 2 * 2**30
+    out: Path = ROOT / "grader"
+    sandbox: bool = True
+    config_dir: Path = CONFIG.parent
+    db_url: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Job:
+    student: str
+    assignment: str
+    path: Path
+    key: str = ""
+    status: str | None = None            # set early for invalid / missing
+    message: str = ""
+    nb: nbformat.NotebookNode | None = None
+    findings: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration and the gradebook
+
+def course_config(config_dir: Path):
+    """nbgrader's CourseDirectory as configured by config_dir/nbgrader_config.py."""
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(config_dir)).load_config()
+    return CourseDirectory(config=cfg)
+
+
+def ensure_assignment(assignment: str, db_url: str, config_dir: Path) -> None:
+    """Make sure the gradebook knows the assignment (nbgrader generate_assignment, into a throwaway
+    release folder, when it does not)."""
+    with Gradebook(db_url) as gb:
+        try:
+            gb.find_notebook(assignment, assignment)
+            return
+        except MissingEntry:
+            pass
+    with tempfile.TemporaryDirectory() as tmp:
+        nbgrader("generate_assignment", assignment, "--force", "--log-level=WARN",
+                 f"--CourseDirectory.release_directory={tmp}",
+                 f"--CourseDirectory.db_url={db_url}", config_dir=config_dir)
+
+
+def release_notebook(assignment: str, db_url: str, config_dir: Path) -> nbformat.NotebookNode:
+    """The student version (what students received): notebooks/<a>/<a>.ipynb (kept in sync with
+    solutions/ by `make release` and its test), else generated from solutions/ by nbgrader."""
+    committed = student_notebook(assignment)
+    if committed.is_file():
+        return nbformat.read(committed, as_version=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        nbgrader("generate_assignment", assignment, "--force", "--no-db", "--log-level=WARN",
+                 f"--CourseDirectory.release_directory={tmp}", config_dir=config_dir)
+        return nbformat.read(Path(tmp) / assignment / f"{assignment}.ipynb", as_version=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# discovery
+
+def discover(submissions: Path, assignments: list[str]) -> tuple[list[Job], list[str]]:
+    """One job per student folder × assignment; warnings for what is ignored."""
+    jobs, warnings = [], []
+    for student_dir in sorted(p for p in Path(submissions).iterdir() if p.is_dir()):
+        student = student_dir.name
+        if student.startswith("."):
+            continue
+        for extra in sorted(p.name for p in student_dir.iterdir()
+                            if p.is_dir() and p.name not in assignments and not p.name.startswith(".")):
+            warnings.append(f"{student}/{extra}: not an assignment of this course, ignored")
+        for a in assignments:
+            path = student_dir / a / f"{a}.ipynb"
+            job = Job(student, a, path)
+            if not path.exists():
+                job.status = "missing"
+                others = sorted(p.name for p in (student_dir / a).glob("*.ipynb")) if (student_dir / a).is_dir() else []
+                job.message = (f"no {a}/{a}.ipynb" + (f" (found {', '.join(others)}: wrong file name)" if others else ""))
+            jobs.append(job)
+    return jobs, warnings
+
+
+def job_key(job: Job, opts: Options) -> str:
+    h = hashlib.sha256()
+    h.update(f"{GRADER_VERSION}|{opts.timeout}|{opts.memory}|{opts.sandbox}|{job.status}".encode())
+    h.update(source_notebook(job.assignment).read_bytes())
+    if job.path.is_file():
+        h.update(job.path.read_bytes())
+        for f in sorted(job.path.parent.rglob("*")):
+            if f.is_file() and f != job.path:
+                h.update(str(f.relative_to(job.path.parent)).encode())
+                h.update(hashlib.sha256(f.read_bytes()).digest())
+    else:
+        h.update(b"<not a file>" + job.message.encode())
+    return h.hexdigest()[:24]
+
+
+def result_path(out: Path, job: Job) -> Path:
+    return out / "results" / job.student / job.assignment / f"{job.key}.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+
+class KernelPool:
+    """Kernels started and warmed up ahead of time: `spares` boots in flight at most, and never
+    more than the jobs that still need one."""
+
+    def __init__(self, scratch: Path, opts: Options, needed: int) -> None:
+        self.scratch, self.opts = scratch, opts
+        self.limits = Limits(memory=opts.memory)
+        self.spares = opts.workers
+        self.remaining = needed
+        self.lock = threading.Lock()
+        self.booting: deque[Future] = deque()
+        self.boot = ThreadPoolExecutor(max_workers=max(2, opts.workers), thread_name_prefix="boot")
+        self._top_up()
+
+    def _start(self) -> Kernel:
+        k = Kernel.start(self.scratch, sandbox=self.opts.sandbox, limits=self.limits)
+        try:
+            k.ready()
+        except BaseException:
+            k.stop()
+            raise
+        return k
+
+    def _top_up(self) -> None:
+        while len(self.booting) < min(self.spares, self.remaining):
+            self.booting.append(self.boot.submit(self._start))
+            self.remaining -= 1
+
+    def acquire(self) -> Kernel:
+        with self.lock:
+            if not self.booting:
+                self.remaining += 1
+                self._top_up()
+            fut = self.booting.popleft()
+            self._top_up()
+        try:
+            return fut.result()
+        except KernelDied:
+            return self._start()          # one retry, synchronously
+
+    def close(self) -> None:
+        with self.lock:
+            self.remaining = 0
+            pending = list(self.booting)
+            self.booting.clear()
+        for fut in pending:
+            try:
+                fut.result().stop()
+            except BaseException:
+                pass
+        self.boot.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# grading one submission (worker thread)
+
+def _check_signed(reply_expr: dict, key: str, kind: str, nonce: str) -> tuple[bool, list[str]]:
+    """Validate the guard's answer; (signature valid, what it says changed)."""
+    import ast
+    import hmac
+    try:
+        value = ast.literal_eval(ast.literal_eval(reply_expr["g"]["data"]["text/plain"]))
+        changed = [str(c) for c in value["changed"]]
+        mac = hmac.new(key.encode(), f"{kind}:{nonce}:{'|'.join(changed)}".encode(), hashlib.sha256)
+        return hmac.compare_digest(mac.hexdigest(), str(value["sig"])), changed
+    except Exception:  # noqa: BLE001 - anything malformed is simply not a valid answer
+        return False, []
+
+
+def _error(ename: str, evalue: str):
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+def execute(job: Job, kernel: Kernel, imports: dict, opts: Options) -> tuple[str | None, dict]:
+    """Run the sanitized notebook in `kernel`, judging each test cell with the guard. Fills the
+    cells' outputs in job.nb; returns (death reason or None, timings)."""
+    timings = dict(kernel.timings)
+    t0 = time.monotonic()
+    deadline = t0 + opts.timeout
+    budget = OutputBudget()
+    incoming = kernel.process.workdir / "in"
+    incoming.mkdir(exist_ok=True)
+    _copy_extras(job, incoming)
+    inside = "/run/kernel/in" if opts.sandbox else str(incoming)
+    workdir = f"/tmp/{job.assignment}" if opts.sandbox else str(kernel.process.workdir / job.assignment)
+    died = None
+    cells = [c for c in job.nb.cells if c.cell_type == "code"]
+    try:
+        kernel.run(f"import shutil; shutil.copytree({inside!r}, {workdir!r}, dirs_exist_ok=True); del shutil",
+                   deadline=deadline, silent=True)
+        name, key = kernel.install_guard(imports, workdir, deadline)
+        guard = f"__import__('sys').modules[{name!r}]"
+        timings["guard"] = time.monotonic() - t0
+        t1 = time.monotonic()
+        for n, cell in enumerate(cells):
+            cell.outputs = []
+            if not integrity.is_test(cell):
+                reply = kernel.run(cell.source, deadline=deadline, budget=budget)
+                cell.outputs = reply.outputs
+                cell.execution_count = reply.execution_count
+                continue
+            gid = cell.metadata.nbgrader["grade_id"]
+            n1, n2 = secrets.token_hex(16), secrets.token_hex(16)
+            pre = kernel.run("", deadline=deadline, silent=True,
+                             user_expressions={"g": f"{guard}.restore({n1!r})"})
+            ok, changed = _check_signed(pre.user_expressions, key, "restore", n1)
+            if not ok:
+                job.findings.append(f"before {gid}: the grader could not restore the kernel's "
+                                    "state (its machinery was interfered with)")
+            elif changed:
+                job.findings.append(f"before {gid}: student code changed {', '.join(changed[:8])}"
+                                    + (" ..." if len(changed) > 8 else "") + " (restored)")
+            reply = kernel.run(cell.source, deadline=deadline, budget=budget,
+                               user_expressions={"g": f"{guard}.verdict({n2!r})"})
+            cell.outputs = reply.outputs
+            cell.execution_count = reply.execution_count
+            has_error = any(o.output_type == "error" for o in cell.outputs)
+            if reply.status != "ok":
+                if not has_error:
+                    cell.outputs.append(_error(reply.ename or "Error", reply.evalue))
+                continue
+            ok2, changed2 = _check_signed(reply.user_expressions, key, "verdict", n2)
+            if not ok:
+                cell.outputs.append(_error("GraderIntegrityError", "the kernel's state could not be "
+                                           "restored before this test, so its result is not trusted"))
+            elif not ok2:
+                job.findings.append(f"{gid}: the test's result could not be confirmed")
+                cell.outputs.append(_error("GraderIntegrityError", "the test's result could not be "
+                                           "confirmed (the kernel's machinery was interfered with)"))
+            elif changed2:
+                job.findings.append(f"{gid}: changed {', '.join(changed2[:8])} while the test ran")
+                cell.outputs.append(_error("GraderIntegrityError", "the code under test changed "
+                                           f"{', '.join(changed2[:8])} while the test ran"))
+        timings["cells"] = time.monotonic() - t1
+    except KernelDied as err:
+        died = err.reason
+        if err.detail:
+            job.message = (job.message + "; " if job.message else "") + err.detail[:500]
+        message = DEATH_MESSAGE.get(died, died).format(timeout=opts.timeout, memory=_size(opts.memory))
+        for cell in cells[cells.index(cell) if 'cell' in locals() else 0:]:
+            if integrity.is_test(cell) and not any(o.output_type == "error" for o in cell.get("outputs", [])):
+                cell.outputs = list(cell.get("outputs", [])) + [_error("GraderStopped", f"not graded: {message}")]
+    finally:
+        t2 = time.monotonic()
+        kernel.stop()
+        timings["teardown"] = time.monotonic() - t2
+    return died, timings
+
+
+def _copy_extras(job: Job, dest: Path) -> None:
+    """Files beside the submitted notebook, then the assignment's own files (as nbgrader does)."""
+    total = 0
+    for base, skip in ((job.path.parent, job.path), (SOLUTIONS / job.assignment, None)):
+        for f in sorted(base.rglob("*")):
+            if not f.is_file() or f == skip or f.suffix == ".ipynb" or ".ipynb_checkpoints" in f.parts:
+                continue
+            total += f.stat().st_size
+            if total > EXTRA_FILES_LIMIT:
+                return
+            target = dest / f.relative_to(base)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:g} GB" if n >= 2**30 else f"{n / 2**20:g} MB"
+
+
+# ---------------------------------------------------------------------------------------------
+# recording (main thread)
+
+def _cell_results(nb) -> list[dict]:
+    rows = []
+    for cell in nb.cells:
+        md = cell.metadata.get("nbgrader", {})
+        if not md.get("grade"):
+            continue
+        score, max_score = nbutils.determine_grade(cell, None)
+        message = ""
+        for o in cell.get("outputs", []):
+            if o.output_type == "error":
+                message = f"{o.ename}: {o.evalue}"[:2000]
+                break
+            if o.output_type == "stream" and o.name == "stderr":
+                message = f"wrote to stderr: {o.text[:500]}"
+        rows.append({"grade_id": md["grade_id"], "score": float(score or 0), "max_score": float(max_score),
+                     "passed": bool(score is not None and score >= max_score), "message": message})
+    return rows
+
+
+def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options, max_scores: dict) -> dict:
+    """Save grades to the gradebook (nbgrader's SaveAutoGrades), then the result file."""
+    cells = _cell_results(job.nb) if job.nb is not None else []
+    if job.status in ("invalid", "missing"):
+        status = job.status
+    elif died:
+        status = DEATH_STATUS.get(died, "crashed")
+    elif job.findings:
+        status = "tampered"
+    else:
+        status = "graded"
+    if job.nb is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
+            _save_to_gradebook(job, db_url)
+        dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
+        write_atomic(dest, nbformat.writes(job.nb))
+    messages = list(job.findings)
+    if job.message:
+        messages.insert(0, job.message)
+    if died:
+        messages.insert(0, DEATH_MESSAGE.get(died, died).format(timeout=opts.timeout, memory=_size(opts.memory)))
+    result = {
+        "student_id": job.student, "assignment": job.assignment, "key": job.key,
+        "status": status,
+        "score": sum(c["score"] for c in cells),
+        "max_score": sum(c["max_score"] for c in cells) if cells else max_scores[job.assignment],
+        "messages": messages, "cells": cells, "timings": timings,
+    }
+    write_atomic(result_path(opts.out, job), json.dumps(result, indent=1))
+    return result
+
+
+def _save_to_gradebook(job: Job, db_url: str) -> None:
+    """What `nbgrader autograde` records: the student, the submission, SaveAutoGrades' scores."""
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(job.student)
+        timestamp = _timestamp(job.path.parent)
+        if timestamp:
+            gb.update_or_create_submission(job.assignment, job.student, timestamp=timestamp)
+        else:
+            gb.update_or_create_submission(job.assignment, job.student)
+    resources = {"nbgrader": {"notebook": job.assignment, "assignment": job.assignment,
+                              "student": job.student, "db_url": db_url}}
+    SaveAutoGrades().preprocess(job.nb, resources)
+
+
+def _timestamp(folder: Path):
+    f = folder / "timestamp.txt"
+    if f.is_file():
+        try:
+            return nbutils.parse_utc(f.read_text().strip())
+        except Exception:  # noqa: BLE001 - a bad timestamp file is ignored, as nbgrader does
+            return None
+    return None
+
+
+def write_tables(out: Path, results: list[dict]) -> None:
+    """grades.csv and cells.csv, rebuilt atomically from the result files of this run."""
+    results = sorted(results, key=lambda r: (r["student_id"], r["assignment"]))
+    g = io.StringIO()
+    w = csv.writer(g, lineterminator="\n")
+    w.writerow(["student_id", "assignment", "score", "max_score", "status"])
+    for r in results:
+        w.writerow([r["student_id"], r["assignment"], f"{r['score']:g}", f"{r['max_score']:g}", r["status"]])
+    c = io.StringIO()
+    w = csv.writer(c, lineterminator="\n")
+    w.writerow(["student_id", "assignment", "grade_id", "score", "max_score", "passed", "message"])
+    for r in results:
+        for cell in r["cells"]:
+            w.writerow([r["student_id"], r["assignment"], cell["grade_id"], f"{cell['score']:g}",
+                        f"{cell['max_score']:g}", "yes" if cell["passed"] else "no", cell["message"]])
+    write_atomic(out / "grades.csv", g.getvalue())
+    write_atomic(out / "cells.csv", c.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole run
+
+def autograde(submissions: Path, opts: Options) -> list[dict]:
+    """Grade every submission under `submissions`; return one result per student × assignment."""
+    submissions = Path(submissions)
+    if not submissions.is_dir():
+        raise SystemExit(f"{submissions} is not a folder of <student>/<assignment>/<assignment>.ipynb")
+    if opts.sandbox:
+        try:
+            check_sandbox()
+        except SandboxUnavailable as err:
+            raise SystemExit(f"error: {err}") from None
+    coursedir = course_config(opts.config_dir)
+    db_url = opts.db_url or coursedir.db_url
+    opts.out = Path(opts.out)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    assignments = sorted(p.parent.name for p in SOLUTIONS.glob("*/*.ipynb") if p.stem == p.parent.name)
+    jobs, warnings = discover(submissions, assignments)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for job in jobs:
+        job.key = job_key(job, opts)
+
+    results: dict[tuple[str, str], dict] = {}
+    todo = []
+    for job in jobs:
+        path = result_path(opts.out, job)
+        if path.exists():
+            try:
+                results[(job.student, job.assignment)] = json.loads(path.read_text())
+                continue
+            except ValueError:
+                pass
+        todo.append(job)
+
+    used = sorted({j.assignment for j in todo})
+    releases, imports, max_scores = {}, {}, {}
+    for a in assignments:
+        src = nbformat.read(source_notebook(a), as_version=4)
+        max_scores[a] = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in src.cells
+                            if c.metadata.get("nbgrader", {}).get("grade"))
+        if a in used:
+            ensure_assignment(a, db_url, opts.config_dir)
+            releases[a] = release_notebook(a, db_url, opts.config_dir)
+            imports[a] = integrity.notebook_imports(src)
+
+    # read, check and sanitize (main thread: it reads the gradebook)
+    runnable = []
+    for job in todo:
+        if job.status:
+            continue
+        try:
+            nb = integrity.load(job.path)
+            nb, job.findings = integrity.repair(nb, releases[job.assignment])
+            job.nb = integrity.sanitize(nb, job.assignment, job.student, db_url)
+            runnable.append(job)
+        except integrity.InvalidSubmission as err:
+            job.status, job.message = "invalid", str(err)
+        except Exception as err:  # noqa: BLE001 - nbgrader refusing the notebook
+            job.status, job.message = "invalid", f"nbgrader could not read it: {type(err).__name__}: {err}"
+
+    bar = tqdm(total=len(jobs), initial=len(results), unit="nb", desc="autograde",
+               disable=not opts.progress, file=sys.stderr, dynamic_ncols=True)
+    for job in todo:
+        if job.status:
+            results[(job.student, job.assignment)] = record(job, None, {}, db_url, opts, max_scores)
+            bar.update()
+
+    if runnable:
+        scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-"))
+        os.chmod(scratch, 0o711)
+        pool = KernelPool(scratch, opts, len(runnable))
+
+        def work(job: Job):
+            kernel = pool.acquire()
+            return execute(job, kernel, imports[job.assignment], opts)
+
+        try:
+            with ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="grade") as ex:
+                futures = {ex.submit(work, job): job for job in runnable}
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        job = futures[fut]
+                        try:
+                            died, timings = fut.result()
+                        except Exception as err:  # noqa: BLE001 - a grader failure is reported, not hidden
+                            died, timings = "crashed", {}
+                            job.findings.append(f"grader error: {type(err).__name__}: {err}")
+                        results[(job.student, job.assignment)] = record(job, died, timings, db_url, opts, max_scores)
+                        bar.update()
+        finally:
+            pool.close()
+            if os.environ.get("CONVLAB_GRADER_DEBUG"):
+                print(f"kept the kernels' logs in {scratch}", file=sys.stderr)
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
+    bar.close()
+    ordered = [results[(j.student, j.assignment)] for j in jobs]
+    write_tables(opts.out, ordered)
+    return ordered
+
+
+def parse_size(text: str) -> int:
+    """'2G', '512M', '1.5GB', '1000000' -> bytes."""
+    t = text.strip().upper().removesuffix("B")
+    factor = 1
+    for suffix, f in (("K", 2**10), ("M", 2**20), ("G", 2**30), ("T", 2**40)):
+        if t.endswith(suffix):
+            t, factor = t[:-1], f
+            break
+    try:
+        value = float(t) * factor
+    except ValueError:
+        raise ValueError(f"cannot read the size {text!r}: use e.g. 512M or 2G") from None
+    if value <= 0:
+        raise ValueError(f"the size {text!r} must be positive")
+    return int(value)

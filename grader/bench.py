@@ -1,0 +1,115 @@
+"""`python -m grader.bench --n N`: our autograde vs plain serial `nbgrader autograde`, same machine.
+
+Generates N synthetic submissions of an assignment (correct, wrong, untouched and crashing ones,
+in a fixed mix) in a temporary course with its own gradebook, grades them with both, and prints
+each throughput, the ratio, and where our time goes (mean per submission: kernel start, imports,
+student code, teardown). Figures only: nothing here asserts timings.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from . import autograde, submissions
+from .course import CONFIG, SOLUTIONS, assignments, nbgrader
+
+WRONG = "def {name}(*args, **kwargs):\n    return torch.zeros(1)\n"
+
+
+def synthetic(assignment: str, n: int) -> list[tuple[str, nbformat.NotebookNode]]:
+    """n (student id, notebook): 50% correct, 20% wrong answers, 20% untouched, 10% crashing."""
+    solved, untouched = submissions.solved(assignment), submissions.untouched(assignment)
+    wrong = copy.deepcopy(solved)
+    for cell in wrong.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution") and cell.source.startswith("def "):
+            name = cell.source[4:].split("(")[0]
+            cell.source = WRONG.format(name=name)
+            break
+    crashing = copy.deepcopy(solved)
+    crashing.cells.insert(len(crashing.cells) // 2, nbformat.v4.new_code_cell("import os\nos._exit(1)"))
+    kinds = ["correct"] * 5 + ["wrong"] * 2 + ["untouched"] * 2 + ["crashing"]
+    by_kind = {"correct": solved, "wrong": wrong, "untouched": untouched, "crashing": crashing}
+    return [(f"s{i:04d}_{kinds[i % 10]}", by_kind[kinds[i % 10]]) for i in range(n)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__)
+    parser.add_argument("--n", type=int, default=20, help="number of submissions (default: 20)")
+    parser.add_argument("--assignment", default=None, help="default: the first assignment")
+    parser.add_argument("--workers", type=int, default=autograde.Options.workers)
+    parser.add_argument("--skip-nbgrader", action="store_true", help="only time our autograde")
+    args = parser.parse_args(argv)
+    a = args.assignment or assignments()[0]
+    subs = synthetic(a, args.n)
+
+    with tempfile.TemporaryDirectory(prefix="convlab-bench-") as tmp:
+        tmp = Path(tmp)
+        course = tmp / "course"
+        course.mkdir()
+        (course / "nbgrader_config.py").write_text(
+            f"c = get_config()\nload_subconfig({CONFIG.name!r}, path={str(CONFIG.parent)!r})\n"
+            f"c.CourseDirectory.root = {str(course)!r}\n"
+            f"c.CourseDirectory.source_directory = {str(SOLUTIONS)!r}\n"
+            f"c.CourseDirectory.release_directory = 'release'\n"
+            f"c.CourseDirectory.submitted_directory = 'submitted'\n"
+            f"c.CourseDirectory.autograded_directory = 'autograded'\n"
+            f"c.CourseDirectory.db_url = 'sqlite:///{course}/gradebook.db'\n")
+        nbgrader("generate_assignment", a, "--force", "--log-level=WARN", config_dir=course)
+        for student, nb in subs:
+            for root in (course / "submitted", tmp / "subs"):
+                path = root / student / a / f"{a}.ipynb"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, path)
+
+        print(f"{args.n} submissions of {a} ({os.cpu_count()} cores)")
+        nb_rate = None
+        if not args.skip_nbgrader:
+            t = time.monotonic()
+            try:
+                nbgrader("autograde", a, "--force", "--log-level=ERROR", config_dir=course)
+            except RuntimeError as err:        # a crashing submission makes nbgrader exit non-zero
+                lines = [l for l in str(err).splitlines() if "rror" in l]
+                print(f"  (nbgrader exited with an error: {lines[-1][:200] if lines else str(err)[:200]})")
+            nb_time = time.monotonic() - t
+            nb_rate = args.n / nb_time
+            print(f"nbgrader autograde (serial): {nb_time:7.1f} s  {nb_rate:6.3f} submissions/s "
+                  f"({nb_time / args.n:.2f} s each)")
+
+        opts = autograde.Options(workers=args.workers, out=tmp / "out", config_dir=course, progress=False,
+                                 timeout=120)
+        t = time.monotonic()
+        results = autograde.autograde(tmp / "subs", opts)
+        our_time = time.monotonic() - t
+        our_rate = args.n / our_time
+        print(f"python -m grader autograde ({args.workers} workers): {our_time:7.1f} s  {our_rate:6.3f} "
+              f"submissions/s ({our_time / args.n:.2f} s each)")
+        if nb_rate:
+            print(f"ratio: {our_rate / nb_rate:.1f}x nbgrader's throughput")
+        statuses = {}
+        for r in results:
+            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        print("statuses:", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+        timings = [r["timings"] for r in results if r.get("timings")]
+        print("where our time goes (mean per submission, in a worker or a booting kernel; "
+              "the spares boot while others are graded):")
+        for key, label in (("spawn", "sandbox spawn"), ("kernel_start", "kernel start"),
+                           ("imports", "imports (torch, convlab)"), ("guard", "files + trusted preamble"),
+                           ("cells", "the notebook's cells"), ("teardown", "teardown (SIGKILL)")):
+            values = [t[key] for t in timings if key in t]
+            if values:
+                print(f"  {label:28s} {statistics.mean(values):6.2f} s")
+        cpu = sum(statistics.mean([t.get(k, 0) for t in timings]) for k in ("kernel_start", "imports", "cells"))
+        print(f"  ~CPU per submission {cpu:.2f} s over {args.workers} workers -> at best "
+              f"{args.workers / cpu if cpu else 0:.2f} submissions/s on this machine")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Check a submission against the released notebook and put its test cells back, with nbgrader.
+
+Before a submission runs:
+
+1. `load` reads it; anything that is not a readable notebook (a directory, malformed JSON, an
+   invalid nbformat document, a huge file) is `invalid`.
+2. `repair` compares every nbgrader cell with the release (notebooks/<a>/<a>.ipynb, the version
+   students got): a test or read-only cell that was edited, deleted, duplicated or relabelled, a
+   cell whose nbgrader metadata was flipped (a solution cell turned into a test cell, points
+   changed, ...), or an unknown grade id is a finding (the submission will be `tampered`). The
+   repaired notebook has exactly the release's nbgrader cells: metadata reset, deleted test cells
+   re-inserted where they belong, duplicates and unknown ids demoted to plain cells.
+3. `sanitize` runs nbgrader's own preprocessors on it (ClearOutput, DeduplicateIds,
+   OverwriteKernelspec, OverwriteCells, CheckCellMetadata) against the gradebook, which puts
+   back the test cells' full source, hidden tests included, with nbgrader's checksums.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+
+import nbformat
+from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells,
+                                    OverwriteKernelspec)
+
+MAX_NOTEBOOK_BYTES = 20 * 2**20
+COMPARED = ("grade", "solution", "locked", "task", "points")
+
+
+class InvalidSubmission(Exception):
+    """Not a readable notebook; the message says why."""
+
+
+def load(path: Path) -> nbformat.NotebookNode:
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidSubmission(f"{path.name} is a directory, not a notebook")
+    size = path.stat().st_size
+    if size == 0:
+        raise InvalidSubmission(f"{path.name} is empty (0 bytes)")
+    if size > MAX_NOTEBOOK_BYTES:
+        raise InvalidSubmission(f"{path.name} is {size / 2**20:.0f} MB (limit {MAX_NOTEBOOK_BYTES // 2**20} MB)")
+    try:
+        nb = nbformat.reads(path.read_bytes().decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # noqa: BLE001 - every reading failure means "not a notebook"
+        raise InvalidSubmission(f"{path.name} is not a valid notebook: {type(err).__name__}: "
+                                f"{str(err).splitlines()[0][:300] if str(err) else ''}") from None
+    return nb
+
+
+def _meta(cell) -> dict:
+    md = cell.get("metadata", {}).get("nbgrader")
+    return md if isinstance(md, dict) else {}
+
+
+def is_test(cell) -> bool:
+    md = _meta(cell)
+    return cell.cell_type == "code" and bool(md.get("grade")) and not md.get("solution")
+
+
+def repair(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+    """The submission with the release's nbgrader cells restored, and what was wrong with it."""
+    findings: list[str] = []
+    ref = {}
+    order = []
+    for cell in release.cells:
+        gid = _meta(cell).get("grade_id")
+        if gid:
+            ref[gid] = cell
+            order.append(gid)
+    # nbgrader keeps the LAST cell of a duplicated id (DeduplicateIds); so do we.
+    last = {}
+    for n, cell in enumerate(nb.cells):
+        gid = _meta(cell).get("grade_id")
+        if gid:
+            last[gid] = n
+    out = []
+    for n, cell in enumerate(nb.cells):
+        cell = copy.deepcopy(cell)
+        md = _meta(cell)
+        gid = md.get("grade_id")
+        if not md:
+            out.append(cell)
+            continue
+        if not gid or gid not in ref:
+            if md.get("grade") or md.get("solution") or md.get("locked") or gid:
+                findings.append(f"cell {n}: unknown grade id {gid!r} (relabelled or added)")
+            cell.metadata.pop("nbgrader", None)
+            out.append(cell)
+            continue
+        if last[gid] != n:
+            findings.append(f"cell {n}: duplicate of {gid!r}")
+            cell.metadata.pop("nbgrader", None)
+            out.append(cell)
+            continue
+        want = ref[gid]
+        wmd = _meta(want)
+        changed = [k for k in COMPARED if md.get(k) != wmd.get(k)]
+        if cell.cell_type != want.cell_type:
+            changed.append("cell_type")
+        if changed:
+            findings.append(f"{gid}: nbgrader metadata changed ({', '.join(changed)})")
+        if wmd.get("locked") and cell.source != want.source:
+            findings.append(f"{gid}: a read-only/test cell was edited")
+        if cell.cell_type != want.cell_type:
+            cell = copy.deepcopy(want)
+        cell.metadata["nbgrader"] = copy.deepcopy(wmd)
+        if wmd.get("locked"):
+            cell.source = want.source
+        out.append(cell)
+    present = {_meta(c).get("grade_id") for c in out if _meta(c)}
+    for i, gid in enumerate(order):
+        if gid in present:
+            continue
+        wmd = _meta(ref[gid])
+        if not (wmd.get("locked") or wmd.get("grade")):
+            continue  # a missing answer cell is not re-inserted (it may be answered elsewhere)
+        findings.append(f"{gid}: test/read-only cell deleted (re-inserted)")
+        pos = 0
+        for prev in reversed(order[:i]):
+            idx = [k for k, c in enumerate(out) if _meta(c).get("grade_id") == prev]
+            if idx:
+                pos = idx[0] + 1
+                break
+        out.insert(pos, copy.deepcopy(ref[gid]))
+        present.add(gid)
+    repaired = copy.deepcopy(nb)
+    repaired.cells = out
+    repaired.metadata = copy.deepcopy(release.metadata)
+    return repaired, findings
+
+
+def sanitize(nb: nbformat.NotebookNode, assignment: str, student: str, db_url: str) -> nbformat.NotebookNode:
+    """nbgrader's own sanitizing preprocessors, as `nbgrader autograde` runs them."""
+    resources = {"nbgrader": {"notebook": assignment, "assignment": assignment,
+                              "student": student, "db_url": db_url}}
+    for pp in (ClearOutput(), DeduplicateIds(), OverwriteKernelspec(), OverwriteCells(), CheckCellMetadata()):
+        nb, resources = pp.preprocess(nb, resources)
+    return nb
+
+
+def notebook_imports(nb: nbformat.NotebookNode) -> dict[str, tuple[str, str | None]]:
+    """Names the (source) notebook binds by import: alias -> (module, attribute or None)."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        src = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname:
+                        names[a.asname] = (a.name, None)
+                    else:
+                        top = a.name.split(".")[0]
+                        names[top] = (top, None)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for a in node.names:
+                    if a.name != "*":
+                        names[a.asname or a.name] = (node.module, a.name)
+    return names

@@ -1,0 +1,263 @@
+"""Talk to one sandboxed kernel: boot it with a trusted preamble, run cells, collect capped outputs.
+
+No nbclient/nbgrader app per notebook: the grader speaks the Jupyter protocol itself (a
+jupyter_client BlockingKernelClient over IPC sockets), so it can
+
+* start kernels ahead of time and import PyTorch and convlab in them before a submission exists
+  (the "warm" preamble; trusted code, run before any student code);
+* run each cell against ONE deadline for the whole notebook, and kill the sandbox (not interrupt
+  the kernel) when it passes, so a loop that swallows KeyboardInterrupt cannot hang grading;
+* cap what it keeps of the outputs (per cell and per notebook) and refuse huge messages
+  (ZMQ_MAXMSGSIZE), so a submission printing gigabytes fills neither memory, disk nor feedback;
+* send test cells with `user_expressions` that call the guard (grader/guard.py).
+"""
+from __future__ import annotations
+
+import queue
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+from jupyter_client.blocking.client import BlockingKernelClient
+from nbformat.v4 import output_from_msg
+
+from .sandbox import Limits, SandboxedKernel, start_kernel
+
+MAX_MESSAGE = 8 * 2**20          # larger iopub/shell messages drop the connection (counted as flood)
+CELL_OUTPUT_CAP = 100_000        # characters of output kept per cell
+NOTEBOOK_OUTPUT_CAP = 500_000    # ... and per notebook
+FLOOD_LIMIT = 64 * 2**20         # bytes of output received before the grader stops the kernel
+TRUNCATED = "\n[... output truncated by the grader ...]\n"
+
+WARM_PREAMBLE = """
+def _convlab_warm():
+    import resource, warnings
+    resource.setrlimit(resource.RLIMIT_NPROC, ({nproc}, {nproc}))
+    warnings.filterwarnings("ignore", module="matplotlib")
+    import numpy, torch, torch.nn.functional, torch.testing, torch._dynamo, matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot, convlab
+_convlab_warm(); del _convlab_warm
+"""
+
+# Defined in a cell, then CALLED from user_expressions: outside IPython's builtin and display
+# traps, the same context as every later restore/verdict call.
+GUARD_PREAMBLE = """
+def _convlab_boot():
+    import os, sys
+    get_ipython().user_ns.pop("_convlab_boot", None)
+    ns = {{"__name__": "_convlab_guard_source"}}
+    exec(compile({src!r}, "<convlab-guard>", "exec"), ns)
+    os.makedirs({workdir!r}, exist_ok=True)
+    os.chdir({workdir!r})
+    sys.path.insert(0, {workdir!r})
+    ns["install"]({name!r}, {key!r}, {imports!r})
+    return "installed"
+"""
+
+GUARD_SOURCE = (Path(__file__).parent / "guard.py").read_text()
+
+
+class KernelDied(Exception):
+    """The kernel stopped: `reason` is timeout, memory, disk, flood, or crashed."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class Reply:
+    status: str                      # "ok" | "error" | "aborted"
+    outputs: list
+    user_expressions: dict
+    ename: str = ""
+    evalue: str = ""
+    execution_count: int | None = None
+
+
+@dataclass
+class OutputBudget:
+    notebook_left: int = NOTEBOOK_OUTPUT_CAP
+    received: int = 0
+
+
+@dataclass
+class Kernel:
+    """A started kernel plus its client. `ready()` must succeed before `run()`."""
+    process: SandboxedKernel
+    client: BlockingKernelClient
+    timings: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, scratch: Path, *, sandbox: bool, limits: Limits) -> "Kernel":
+        t0 = time.monotonic()
+        proc = start_kernel(scratch, sandbox=sandbox, limits=limits)
+        ctx = zmq.Context()
+        ctx.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+        ctx.setsockopt(zmq.LINGER, 0)
+        client = BlockingKernelClient(context=ctx)
+        client.load_connection_info(proc.connection)
+        client.start_channels(hb=False)
+        k = cls(proc, client)
+        k.timings["spawn"] = time.monotonic() - t0
+        return k
+
+    def ready(self, timeout: float = 60.0) -> None:
+        """Wait until the kernel answers, then run the warm preamble (imports)."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        msg_id = self.client.kernel_info()
+        while True:
+            try:
+                msg = self._get(self.client.shell_channel, deadline)
+            except KernelDied as died:
+                raise KernelDied("crashed", f"the kernel did not start ({died})") from None
+            if msg["parent_header"].get("msg_id") == msg_id:
+                break
+            # The kernel may miss the first request while its sockets come up: ask again.
+        self.drain_iopub()
+        self.timings["kernel_start"] = time.monotonic() - t0
+        t1 = time.monotonic()
+        reply = self.run(WARM_PREAMBLE.format(nproc=self.process.limits.nproc), deadline=deadline,
+                         silent=True)
+        if reply.status != "ok":
+            raise KernelDied("crashed", f"the warm preamble failed: {reply.ename}: {reply.evalue}")
+        self.timings["imports"] = time.monotonic() - t1
+
+    def install_guard(self, imports: dict, workdir: str, deadline: float) -> tuple[str, str]:
+        """Run the trusted guard installer; return (module name, HMAC key) for later checks."""
+        name = "_convlab_guard_" + secrets.token_hex(8)
+        key = secrets.token_hex(32)
+        code = GUARD_PREAMBLE.format(src=GUARD_SOURCE, name=name, key=key, imports=imports,
+                                     workdir=workdir)
+        reply = self.run(code, deadline=deadline, silent=True,
+                         user_expressions={"g": "_convlab_boot()"})
+        answer = reply.user_expressions.get("g", {})
+        if reply.status != "ok" or answer.get("status") != "ok":
+            raise KernelDied("crashed", f"the trusted preamble failed: {reply.ename}: {reply.evalue} {answer}")
+        return name, key
+
+    def drain_iopub(self) -> None:
+        while True:
+            try:
+                self.client.iopub_channel.get_msg(timeout=0)
+            except queue.Empty:
+                return
+
+    def _check_alive(self) -> None:
+        p = self.process
+        if p.killed:
+            raise KernelDied(p.killed)
+        if not p.alive():
+            raise KernelDied("crashed", f"the kernel exited (code {p.proc.returncode})")
+
+    def _get(self, channel, deadline: float, step: float = 0.05):
+        while True:
+            self._check_alive()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.process.kill("timeout")
+                raise KernelDied("timeout")
+            try:
+                return channel.get_msg(timeout=min(step, left))
+            except queue.Empty:
+                continue
+            except (ValueError, KeyError, TypeError):
+                # a message with a bad signature or shape (e.g. from a forked student process
+                # writing to an inherited socket): ignored, like any unauthenticated message
+                continue
+
+    def run(self, code: str, *, deadline: float, user_expressions: dict | None = None,
+            silent: bool = False, budget: OutputBudget | None = None) -> Reply:
+        """Execute `code`; collect its outputs (capped) until the kernel is idle again."""
+        budget = budget or OutputBudget()
+        msg_id = self.client.execute(code, silent=silent, store_history=not silent,
+                                     user_expressions=user_expressions or {}, allow_stdin=False,
+                                     stop_on_error=False)
+        outputs: list = []
+        kept = 0
+        reply = None
+        idle = False
+        while reply is None or not idle:
+            if reply is None:
+                # iopub first (outputs), then a non-blocking look at shell (the reply)
+                try:
+                    msg = self.client.shell_channel.get_msg(timeout=0)
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        reply = msg
+                        continue
+                except (queue.Empty, ValueError, KeyError, TypeError):
+                    pass
+            msg = self._get(self.client.iopub_channel, deadline)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            mtype = msg["msg_type"]
+            content = msg["content"]
+            if mtype == "status":
+                idle = content.get("execution_state") == "idle"
+                if idle and reply is None:
+                    reply = self._get(self.client.shell_channel, deadline)
+                    while reply["parent_header"].get("msg_id") != msg_id:
+                        reply = self._get(self.client.shell_channel, deadline)
+                continue
+            if mtype == "clear_output":
+                outputs.clear()
+                continue
+            if mtype not in ("stream", "display_data", "execute_result", "error"):
+                continue
+            size = len(str(content))
+            budget.received += size
+            if budget.received > FLOOD_LIMIT:
+                self.process.kill("flood")
+                raise KernelDied("flood", f"more than {FLOOD_LIMIT // 2**20} MB of output")
+            room = min(CELL_OUTPUT_CAP - kept, budget.notebook_left)
+            if room <= 0:
+                if not (outputs and outputs[-1].get("text") == TRUNCATED):
+                    outputs.append(_truncation_note())
+                if mtype == "error":                   # errors are always kept (they grade)
+                    outputs.append(_small_error(content))
+                continue
+            out = output_from_msg(msg)
+            if size > room:
+                out = _truncate(out, room)
+            kept += min(size, room)
+            budget.notebook_left -= min(size, room)
+            outputs.append(out)
+        content = reply["content"]
+        return Reply(status=content.get("status", "error"), outputs=outputs,
+                     user_expressions=content.get("user_expressions") or {},
+                     ename=content.get("ename", ""), evalue=content.get("evalue", ""),
+                     execution_count=content.get("execution_count"))
+
+    def stop(self) -> None:
+        """Kill the sandbox outright (no graceful shutdown) and close the sockets."""
+        self.process.cleanup()
+        try:
+            self.client.stop_channels()
+            self.client.context.destroy(linger=0)
+        except Exception:
+            pass
+
+
+def _truncation_note():
+    from nbformat.v4 import new_output
+    return new_output("stream", name="stdout", text=TRUNCATED)
+
+
+def _small_error(content: dict):
+    from nbformat.v4 import new_output
+    return new_output("error", ename=str(content.get("ename", ""))[:200],
+                      evalue=str(content.get("evalue", ""))[:2000], traceback=[])
+
+
+def _truncate(out, room: int):
+    from nbformat.v4 import new_output
+    if out.output_type == "stream":
+        return new_output("stream", name=out.name, text=out.text[:room] + TRUNCATED)
+    if out.output_type == "error":
+        return _small_error(out)
+    text = str(out.get("data", {}).get("text/plain", ""))[:room]
+    return new_output("stream", name="stdout", text=text + TRUNCATED)

@@ -1,0 +1,311 @@
+"""Start a Jupyter kernel inside a bubblewrap sandbox, watch its memory, kill it outright.
+
+What the sandbox gives a submission (and nothing else):
+
+* a read-only view of /usr (system libraries), the Python installation and the course's virtual
+  environment, the course's helper package (convlab/) and data/;
+* a private /tmp (tmpfs, size-limited) that is also the kernel's working folder;
+* one small writable folder shared with the grader: the kernel's IPC sockets and connection file;
+* no network (`--unshare-net`: only a loopback device that is down), and new pid, ipc, uts and
+  cgroup namespaces; no capabilities (`setpriv --bounding-set=-all --no-new-privs`).
+
+Not visible: the gradebook, solutions/, grader/, other submissions, the instructor's home.
+
+Limits (enforced here, by the orchestrator, or by the trusted preamble in the kernel):
+
+* processes: RLIMIT_NPROC. The kernel does not enforce RLIMIT_NPROC for root, so when the grader
+  runs as root the sandbox runs as a fresh, unprivileged uid (a random uid >= 2**30 with no
+  other processes), via bubblewrap in privileged mode and `setpriv`. As an ordinary user the
+  sandbox gets its own user namespace (`--unshare-user`), where the count starts at zero.
+* memory: the resident memory of the sandbox's whole process tree is polled (psutil, every
+  0.1 s); over the limit, the sandbox is SIGKILLed. (RLIMIT_AS breaks PyTorch, which reserves
+  large virtual ranges, so it is not used.)
+* disk: /tmp is a tmpfs with a size limit; RLIMIT_FSIZE caps any single file; the shared IPC
+  folder is watched and the sandbox killed if it grows.
+* time: the caller kills the sandbox at its deadline (SIGKILL of bubblewrap: the pid namespace
+  dies with it, `--die-with-parent` ensures this even if the grader itself is killed).
+
+With `sandbox=False` (the instructor's explicit opt-out) the kernel runs as a plain child
+process: memory and time limits still apply, isolation does not.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from jupyter_client.connect import write_connection_file
+
+from .course import ROOT
+
+PYTHON = Path(sys.executable)           # the venv's python (a symlink into the base install)
+VENV = Path(sys.prefix)
+BASE = Path(sys.base_prefix)
+KERNEL_DIR = "/run/kernel"              # where the IPC folder appears inside the sandbox
+TMP_SIZE = 512 * 2**20                  # private /tmp (tmpfs) size
+FSIZE = 256 * 2**20                     # largest file the sandbox may write
+NPROC = 128                             # threads + processes of the sandbox's uid
+KERNEL_DIR_LIMIT = 16 * 2**20           # the shared IPC folder may not grow beyond this
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces on this machine."""
+
+
+def read_only_paths() -> list[Path]:
+    """What the sandbox sees read-only (besides /usr): Python, the venv, convlab/, data/."""
+    paths = [BASE, VENV, ROOT / "convlab", ROOT / "data"]
+    return [p.resolve() for p in paths if p.exists()]
+
+
+def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
+    """The bubblewrap command line that runs a command in the sandbox (see the module doc)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(_HOWTO)
+    cmd = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
+           "--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        if Path("/" + link).is_symlink():
+            cmd += ["--symlink", os.readlink("/" + link), "/" + link]
+        elif Path("/" + link).is_dir():
+            cmd += ["--ro-bind", "/" + link, "/" + link]
+    for etc in ("/etc/ld.so.cache", "/etc/fonts", "/etc/localtime"):
+        if Path(etc).exists():
+            cmd += ["--ro-bind", etc, etc]
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--size", str(TMP_SIZE), "--perms", "1777", "--tmpfs", "/tmp"]
+    made: set[Path] = {Path("/"), Path("/usr"), Path("/tmp"), Path("/proc"), Path("/dev")}
+    binds = [(p, p, "--ro-bind") for p in read_only_paths()] + [(kernel_dir, Path(KERNEL_DIR), "--bind")]
+    for src, dest, how in binds:
+        # bubblewrap creates missing parents with mode 0700: make them 0755 so the uid can pass.
+        for parent in reversed(dest.parents):
+            if parent not in made:
+                cmd += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+        cmd += [how, str(src), str(dest)]
+        made.add(dest)
+    if uid is None:
+        cmd += ["--unshare-user", "--disable-userns"]
+    for name, value in kernel_env().items():           # --clearenv dropped everything else
+        cmd += ["--setenv", name, value]
+    cmd += ["--chdir", "/tmp", "--"]
+    if uid is not None:
+        setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+        cmd += [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    return cmd
+
+
+def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The kernel's whole environment (the sandbox clears everything else)."""
+    env = {
+        "PATH": f"{VENV}/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/.matplotlib",
+        "IPYTHONDIR": "/tmp/.ipython",
+        "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter",
+        "JUPYTER_PREFER_ENV_PATH": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        "OMP_NUM_THREADS": "1",
+        "CONVLAB_FAKE_DATA": os.environ.get("CONVLAB_FAKE_DATA", "1"),
+    }
+    env.update(extra or {})
+    return env
+
+
+_HOWTO = (
+    "The grading sandbox needs bubblewrap (`bwrap`) with user namespaces. Install it with "
+    "`sudo apt-get install -y bubblewrap` (or `make grader-deps`), or, on a machine where it "
+    "cannot work, grade WITHOUT isolation by passing --no-sandbox (student code then runs with "
+    "your rights: it can read the gradebook and the hidden tests)."
+)
+
+
+def check_sandbox() -> None:
+    """Raise SandboxUnavailable with a clear message if a sandbox cannot start here."""
+    with tempfile.TemporaryDirectory(prefix="convlab-check-") as tmp:
+        uid = _fresh_uid() if os.geteuid() == 0 else None
+        if uid is not None:
+            os.chown(tmp, uid, uid)
+        cmd = bwrap_prefix(Path(tmp), uid=uid) + [str(PYTHON), "-c", "import sys"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=kernel_env())
+        if proc.returncode != 0:
+            raise SandboxUnavailable(f"bubblewrap failed: {proc.stderr.strip()}\n{_HOWTO}")
+
+
+def _fresh_uid() -> int:
+    return 2**30 + secrets.randbelow(2**30)
+
+
+@dataclass
+class Limits:
+    memory: int = 2 * 2**30             # bytes of resident memory (whole process tree)
+    nproc: int = NPROC
+    fsize: int = FSIZE
+
+
+@dataclass(eq=False)  # compared (and hashed) by identity: kernels live in the monitor's set
+class SandboxedKernel:
+    """A kernel process (in a sandbox or not) and how to reach it over IPC sockets."""
+    proc: subprocess.Popen
+    workdir: Path                       # host folder holding the sockets and connection file
+    connection: dict
+    limits: Limits
+    killed: str | None = None           # "memory", "disk", "timeout", "killed" once killed
+    started: float = field(default_factory=time.monotonic)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, reason: str = "killed") -> None:
+        """SIGKILL everything: bubblewrap, hence its pid namespace (or the plain process tree)."""
+        if self.killed is None:
+            self.killed = reason
+        try:
+            procs = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            procs = []
+        for p in [self.proc, *procs]:
+            try:
+                p.send_signal(signal.SIGKILL) if isinstance(p, psutil.Process) else p.kill()
+            except (psutil.Error, ProcessLookupError, OSError):
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        _MONITOR.forget(self)
+
+    def cleanup(self) -> None:
+        self.kill()
+        if not os.environ.get("CONVLAB_GRADER_DEBUG"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def memory(self) -> int:
+        """Memory of the whole process tree: the sum of RSS, which counts pages shared by forked
+        processes once per process; when that is over the limit, the exact figure (sum of PSS)."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+            rss = sum(p.memory_info().rss for p in procs)
+            if rss <= self.limits.memory:
+                return rss
+            return sum(p.memory_full_info().pss for p in procs)
+        except psutil.Error:
+            return 0
+
+
+def start_kernel(scratch: Path, *, sandbox: bool = True, limits: Limits | None = None) -> SandboxedKernel:
+    """Start an IPython kernel (sandboxed unless `sandbox` is False) talking over IPC sockets in a
+    new folder under `scratch`. Returns at once; the kernel boots in the background."""
+    limits = limits or Limits()
+    workdir = Path(tempfile.mkdtemp(prefix="k", dir=scratch))
+    uid = _fresh_uid() if sandbox and os.geteuid() == 0 else None
+    key = secrets.token_hex(16)
+    inside = KERNEL_DIR if sandbox else str(workdir)
+    # The kernel binds its sockets at "<ip>-<port>"; the grader reaches the same files by the
+    # host path. Ports are just distinct numbers for the IPC transport.
+    conn_inside, info = write_connection_file(
+        str(workdir / "connection.json"), transport="ipc", ip=f"{inside}/s", key=key.encode(),
+        shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5,
+        kernel_name="python3")
+    info = dict(info)
+    info["ip"] = f"{workdir}/s"
+    if isinstance(info.get("key"), bytes):
+        info["key"] = info["key"].decode()
+    os.chmod(workdir / "connection.json", 0o644)   # readable by the sandbox's uid (folder is 0700)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+        os.chmod(workdir, 0o700)
+    argv = [str(PYTHON), "-m", "ipykernel_launcher", "-f", f"{inside}/connection.json",
+            "--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
+    if sandbox:
+        cmd = bwrap_prefix(workdir, uid=uid) + argv
+        cwd = None
+    else:
+        cmd = argv
+        cwd = workdir
+    # The kernel's own stdout/stderr (not the cells' output, which goes over iopub) are dropped,
+    # unless CONVLAB_GRADER_DEBUG is set (then a file, capped by RLIMIT_FSIZE).
+    log = open(scratch / f"{workdir.name}.log", "wb") if os.environ.get("CONVLAB_GRADER_DEBUG") else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=kernel_env(), cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log,
+                            preexec_fn=lambda: _child_limits(limits), start_new_session=True)
+    kernel = SandboxedKernel(proc, workdir, info, limits)
+    _MONITOR.watch(kernel)
+    return kernel
+
+
+def _child_limits(limits: Limits) -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.fsize, limits.fsize))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def _dir_size(path: Path, cap: int) -> int:
+    total = 0
+    for n, entry in enumerate(os.scandir(path)):
+        if n > 1000:
+            return cap + 1
+        try:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            pass
+    return total
+
+
+class _Monitor:
+    """One thread polling every live kernel's memory and shared folder; kills the offenders."""
+
+    interval = 0.1
+
+    def __init__(self) -> None:
+        self._kernels: set[SandboxedKernel] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, kernel: SandboxedKernel) -> None:
+        with self._lock:
+            self._kernels.add(kernel)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="sandbox-monitor")
+                self._thread.start()
+
+    def forget(self, kernel: SandboxedKernel) -> None:
+        with self._lock:
+            self._kernels.discard(kernel)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                kernels = list(self._kernels)
+            for k in kernels:
+                try:
+                    if not k.alive():
+                        self.forget(k)
+                    elif k.memory() > k.limits.memory:
+                        k.kill("memory")
+                    elif _dir_size(k.workdir, KERNEL_DIR_LIMIT) > KERNEL_DIR_LIMIT:
+                        k.kill("disk")
+                except OSError:      # the kernel went away while being looked at
+                    continue
+            time.sleep(self.interval)
+
+
+_MONITOR = _Monitor()

@@ -1,0 +1,47 @@
+"""grader/feedback.py: per-student HTML never shows hidden tests."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+
+from grader import feedback
+from grader.course import source_notebook, student_notebook
+
+A = "01_cross_correlation"
+
+
+def _hidden_lines() -> list[str]:
+    lines = []
+    for cell in nbformat.read(source_notebook(A), as_version=4).cells:
+        src = cell.source
+        while "### BEGIN HIDDEN TESTS" in src:
+            start = src.index("### BEGIN HIDDEN TESTS")
+            end = src.index("### END HIDDEN TESTS", start)
+            lines += [l.strip() for l in src[start:end].splitlines()[1:] if len(l.strip()) > 12]
+            src = src[end + 1:]
+    return lines
+
+
+def test_visible_source_strips_hidden_tests():
+    src = "a = 1\n    ### BEGIN HIDDEN TESTS\nsecret()\n    ### END HIDDEN TESTS\nb = 2\n"
+    assert feedback.visible_source(src) == "a = 1\nb = 2\n"
+
+
+def test_feedback_shows_results_but_never_hidden_tests(tmp_path):
+    released = nbformat.writes(nbformat.read(student_notebook(A), as_version=4))
+    hidden = [l for l in _hidden_lines() if l not in released]     # lines only the hidden part has
+    assert hidden, "lesson 1 has hidden tests"
+    cells = [{"grade_id": "corr2d_worked_example", "score": 0, "max_score": 1, "passed": False,
+              "message": "AssertionError: corr2d(X, K) is wrong <b>"},
+             {"grade_id": "corr2d_matches_pytorch", "score": 2, "max_score": 2, "passed": True, "message": ""}]
+    result = {"student_id": "ann", "assignment": A, "key": "k", "status": "tampered", "score": 2,
+              "max_score": 3, "messages": ["edited a test"], "cells": cells, "timings": {}}
+    (tmp_path / "results" / "ann" / A).mkdir(parents=True)
+    (tmp_path / "results" / "ann" / A / "k.json").write_text(json.dumps(result))
+    [page] = feedback.write_feedback(tmp_path)
+    html = page.read_text()
+    assert "failed" in html and "passed" in html and "&lt;b&gt;" in html and "2 / 3" in html
+    assert "Check that corr2d reproduces the worked example" in html      # visible test source
+    leaked = [l for l in hidden if l in html]
+    assert not leaked, f"hidden test lines in the feedback: {leaked[:3]}"

@@ -1,0 +1,46 @@
+"""grader/sandbox.py: what the sandbox binds, and that it starts and is killed."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from grader import sandbox
+from grader.course import ROOT
+
+
+def test_bwrap_command_binds_only_what_is_needed(tmp_path):
+    cmd = sandbox.bwrap_prefix(tmp_path, uid=2**30 + 5)
+    binds = [(cmd[i], cmd[i + 1], cmd[i + 2]) for i, a in enumerate(cmd) if a in ("--ro-bind", "--bind")]
+    sources = {Path(src) for _, src, _ in binds}
+    assert ROOT / "convlab" in sources
+    for secret in (ROOT / "solutions", ROOT / "grader", ROOT, Path("/root"), Path("/home")):
+        assert secret not in sources
+    assert [b for b in binds if b[0] == "--bind"] == [("--bind", str(tmp_path), sandbox.KERNEL_DIR)]
+    for flag in ("--unshare-net", "--unshare-pid", "--die-with-parent", "--clearenv", "--no-new-privs"):
+        assert flag in cmd or any(a.startswith(flag) for a in cmd)
+    assert f"--reuid={2**30 + 5}" in cmd
+
+
+def test_sandbox_runs_python_without_network_and_course(tmp_path):
+    sandbox.check_sandbox()
+    code = ("import os, socket\n"
+            f"print(os.path.exists({str(ROOT / 'solutions')!r}), os.path.exists({str(ROOT / 'convlab')!r}))\n"
+            "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2); print('net')\n"
+            "except OSError:\n    print('no net')\n")
+    import os
+    uid = sandbox._fresh_uid() if os.geteuid() == 0 else None
+    if uid is not None:
+        os.chown(tmp_path, uid, uid)
+    cmd = sandbox.bwrap_prefix(tmp_path, uid=uid) + [str(sandbox.PYTHON), "-c", code]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.split()
+    assert out == ["False", "True", "no", "net"]
+
+
+def test_kill_stops_the_whole_tree(tmp_path):
+    from grader.kernel import Kernel
+    k = Kernel.start(tmp_path, sandbox=True, limits=sandbox.Limits())
+    k.process.kill("timeout")
+    assert not k.process.alive() and k.process.killed == "timeout"
+    k.stop()
