@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code WITHOUT isolation (only where bubblewrap cannot work)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--assignment", action="append", default=[], metavar="NAME",
+                   help="grade this assignment (repeatable); students without it get status missing "
+                        "(default: every course assignment found in SUBMISSIONS)")
     p = sub.add_parser("feedback", help="per-student HTML feedback from the last autograde run")
     p.add_argument("--out", type=Path, default=autograde.Options.out,
                    help="the --out folder of `autograde` (default: grader/)")
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             print("warning: --no-sandbox: student code runs with your rights, unisolated", file=sys.stderr)
         opts = autograde.Options(workers=args.workers, timeout=args.timeout, memory=memory, out=args.out,
                                  sandbox=not args.no_sandbox, config_dir=args.config_dir,
-                                 db_url=args.db_url, progress=not args.no_progress)
+                                 db_url=args.db_url, progress=not args.no_progress,
+                                 assignments=tuple(args.assignment))
         results = autograde.autograde(args.submissions, opts)
         counts = {}
         for r in results:

@@ -76,6 +76,7 @@ class Options:
     config_dir: Path = CONFIG.parent
     db_url: str | None = None
     progress: bool = True
+    assignments: tuple[str, ...] = ()    # empty: every course assignment found in the submissions
 
 
 @dataclass
@@ -130,6 +131,20 @@ def release_notebook(assignment: str, db_url: str, config_dir: Path) -> nbformat
 
 # ---------------------------------------------------------------------------------------------
 # discovery
+
+def roster(submissions: Path, wanted: tuple[str, ...] = ()) -> list[str]:
+    """The assignments to grade: `wanted`, or else every course assignment that at least one
+    student folder has (so grading lesson 1 does not report lessons 2-5 as missing)."""
+    course = sorted(p.parent.name for p in SOLUTIONS.glob("*/*.ipynb") if p.stem == p.parent.name)
+    unknown = sorted(set(wanted) - set(course))
+    if unknown:
+        raise SystemExit(f"error: {', '.join(unknown)} not an assignment of this course "
+                         f"(solutions/ has {', '.join(course)})")
+    if wanted:
+        return sorted(wanted)
+    found = {a for a in course for s in Path(submissions).iterdir() if (s / a).is_dir()}
+    return sorted(found)
+
 
 def discover(submissions: Path, assignments: list[str]) -> tuple[list[Job], list[str]]:
     """One job per student folder × assignment; warnings for what is ignored."""
@@ -467,7 +482,7 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
     db_url = opts.db_url or coursedir.db_url
     opts.out = Path(opts.out)
     opts.out.mkdir(parents=True, exist_ok=True)
-    assignments = sorted(p.parent.name for p in SOLUTIONS.glob("*/*.ipynb") if p.stem == p.parent.name)
+    assignments = roster(submissions, opts.assignments)
     jobs, warnings = discover(submissions, assignments)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -38,6 +38,16 @@ def test_discover_marks_missing_and_wrong_names(tmp_path):
     assert any("not_a_lesson" in w for w in warnings)
 
 
+def test_roster_is_the_assignments_found_unless_named(tmp_path):
+    (tmp_path / "ann" / A).mkdir(parents=True)
+    (tmp_path / "bob" / "02_edge_detection").mkdir(parents=True)
+    (tmp_path / "bob" / "not_a_lesson").mkdir(parents=True)
+    assert autograde.roster(tmp_path) == [A, "02_edge_detection"]
+    assert autograde.roster(tmp_path, ("03_learning_a_kernel",)) == ["03_learning_a_kernel"]
+    with pytest.raises(SystemExit, match="lesson_99 not an assignment of this course"):
+        autograde.roster(tmp_path, ("lesson_99",))
+
+
 def test_job_key_follows_content(tmp_path):
     path = tmp_path / "ann" / A / f"{A}.ipynb"
     path.parent.mkdir(parents=True)
