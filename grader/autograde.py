@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from . import integrity
 from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook
+from .forkserver import ForkServerPool
 from .kernel import Kernel, KernelDied, OutputBudget
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
@@ -73,6 +74,7 @@ class Options:
     memory: int = 2 * 2**30
     out: Path = ROOT / "grader"
     sandbox: bool = True
+    fork_server: bool = True             # one long-lived sandbox per worker (grader/forkserver.py)
     config_dir: Path = CONFIG.parent
     db_url: str | None = None
     progress: bool = True
@@ -537,7 +539,10 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
     if runnable:
         scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-"))
         os.chmod(scratch, 0o711)
-        pool = KernelPool(scratch, opts, len(runnable))
+        if opts.sandbox and opts.fork_server:
+            pool = ForkServerPool(scratch, workers=opts.workers, limits=Limits(memory=opts.memory))
+        else:
+            pool = KernelPool(scratch, opts, len(runnable))
 
         def work(job: Job):
             kernel = pool.acquire()

@@ -171,6 +171,9 @@ class SandboxedKernel:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def exit_code(self) -> int | None:
+        return self.proc.returncode
+
     def kill(self, reason: str = "killed") -> None:
         """SIGKILL everything: bubblewrap, hence its pid namespace (or the plain process tree)."""
         if self.killed is None:

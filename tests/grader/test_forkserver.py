@@ -1,0 +1,231 @@
+"""grader/forkserver.py + grader/zygote.py: kernels forked from one long-lived sandbox per worker.
+
+Cross-student leakage on ONE worker: what student A leaves behind (a background process that
+attacks whoever comes next, files in /tmp, /dev/shm and the shared folder, System V shared
+memory) must be gone before student B's kernel exists; a student who kills or stops the zygote
+only costs a new sandbox, and the next students are graded normally. Every test is bounded in
+time (kernel deadlines, pipe timeouts, the autograde --timeout)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+
+import nbformat
+import pytest
+
+from grader import autograde, sandbox, submissions
+from grader.forkserver import ForkServer, ForkServerPool
+from grader.kernel import Kernel
+
+A = "01_cross_correlation"
+
+# A daemon (double fork + setsid, SIGTERM/SIGHUP ignored) that, for 60 s, kills every NEW process
+# it sees (so the next student's kernel would crash), scribbles in the next
+# student's working folder, and plants files everywhere writable.
+LEAVER = r"""
+import os, signal, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)
+        zygote = 2
+        for path in ("/tmp/planted_by_a", "/dev/shm/planted_by_a", "/run/kernel/planted_by_a"):
+            try:
+                open(path, "w").write("answers for the next student")
+            except OSError:
+                pass
+        me, start = os.getpid(), time.time()
+        spare = {int(p) for p in os.listdir("/proc") if p.isdigit()} | {1, zygote, me}
+        while time.time() - start < 60:
+            for p in os.listdir("/proc"):
+                if p.isdigit() and int(p) not in spare:
+                    try:
+                        os.kill(int(p), signal.SIGKILL)
+                    except OSError:
+                        pass
+            try:
+                os.makedirs("/tmp/01_cross_correlation", exist_ok=True)
+                open("/tmp/01_cross_correlation/convlab.py", "w").write("raise SystemExit")
+            except OSError:
+                pass
+            time.sleep(0.02)
+        os._exit(0)
+    os._exit(0)
+os.wait()
+time.sleep(0.3)
+print("daemon left running")
+"""
+
+# What student B sees: other processes and anything planted.
+LOOK = r"""
+import os
+seen = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+mine = {os.getpid(), os.getppid(), 1}
+print("OTHERS", [p for p in seen if p not in mine])
+for path in ("/tmp/planted_by_a", "/dev/shm/planted_by_a", "/run/kernel/planted_by_a",
+             "/tmp/01_cross_correlation/convlab.py"):
+    print("PLANTED" if os.path.exists(path) else "absent", path)
+"""
+
+KILL_ZYGOTE = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)"
+STOP_ZYGOTE = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)"
+
+
+def _index(nb, grade_id: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _after(base, grade_id: str, source: str):
+    nb = copy.deepcopy(base)
+    nb.cells.insert(_index(nb, grade_id) + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory, course_config):
+    """Students graded in this (alphabetical) order by ONE worker, hence one fork server."""
+    tmp = tmp_path_factory.mktemp("forkserver")
+    solved = submissions.solved(A)
+    cases = {
+        "a_leaver": _after(solved, "corr2d_impl", LEAVER),
+        "b_victim": _after(solved, "corr2d_impl", LOOK),
+        "c_zygote_killer": _after(solved, "corr2d_impl", KILL_ZYGOTE),
+        "d_after_kill": _after(solved, "corr2d_impl", LOOK),
+        "e_zygote_stopper": _after(solved, "corr2d_impl", STOP_ZYGOTE),
+        "f_after_stop": _after(solved, "corr2d_impl", LOOK),
+    }
+    for name, nb in cases.items():
+        path = tmp / "subs" / name / A / f"{A}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    opts = autograde.Options(workers=1, timeout=30, out=tmp / "out", config_dir=course_config,
+                             progress=False)
+    t = time.monotonic()
+    results = {r["student_id"]: r for r in autograde.autograde(tmp / "subs", opts)}
+    assert time.monotonic() - t < 300
+    return results, tmp
+
+
+def _outputs(tmp, name: str) -> str:
+    nb = nbformat.read(tmp / "out" / "autograded" / name / A / f"{A}.ipynb", as_version=4)
+    return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+def test_leftover_process_and_files_of_a_do_not_reach_b(one_worker):
+    results, tmp = one_worker
+    assert "daemon left running" in _outputs(tmp, "a_leaver")
+    b = results["b_victim"]
+    assert b["status"] == "graded" and b["score"] == b["max_score"] > 0, b["messages"]
+    out = _outputs(tmp, "b_victim")
+    assert "OTHERS []" in out and "PLANTED" not in out, out
+
+
+def test_killing_the_zygote_only_costs_a_new_sandbox(one_worker):
+    results, tmp = one_worker
+    assert results["c_zygote_killer"]["status"] == "crashed"
+    d = results["d_after_kill"]
+    assert d["status"] == "graded" and d["score"] == d["max_score"] > 0, d["messages"]
+    assert "OTHERS []" in _outputs(tmp, "d_after_kill")
+
+
+def test_stopping_the_zygote_only_costs_a_new_sandbox(one_worker):
+    results, tmp = one_worker
+    # its own kernel was forked before the SIGSTOP and ran to the end: a plain grade, or a crash
+    assert results["e_zygote_stopper"]["status"] in ("graded", "crashed")
+    f = results["f_after_stop"]
+    assert f["status"] == "graded" and f["score"] == f["max_score"] > 0, f["messages"]
+    assert "OTHERS []" in _outputs(tmp, "f_after_stop")
+
+
+@pytest.fixture
+def server(tmp_path):
+    os.chmod(tmp_path, 0o711)
+    s = ForkServer(tmp_path, limits=sandbox.Limits())
+    yield s
+    s.close()
+
+
+def _kernel(server) -> Kernel:
+    k = Kernel.attach(server.fork(), time.monotonic())
+    k.ready(timeout=30)
+    return k
+
+
+def _run(k: Kernel, code: str) -> str:
+    reply = k.run(code, deadline=time.monotonic() + 20)
+    assert reply.status == "ok", (reply.ename, reply.evalue)
+    return "".join(o.get("text", "") for o in reply.outputs)
+
+
+def test_zygote_alone_kills_and_wipes_everything(server):
+    """reset() by the zygote alone (the kernel is not killed from outside first)."""
+    k = _kernel(server)
+    _run(k, LEAVER.replace("< 60", "< 30") + "\nimport ctypes\nlibc = ctypes.CDLL(None)\n"
+            "print('shm', libc.shmget(1234, 4096, 0o1600))\n")
+    assert server.kernel.alive()
+    server.reset()
+    assert not server.kernel.alive()
+    k2 = _kernel(server)
+    out = _run(k2, LOOK + "print('sysv', open('/proc/sysvipc/shm').read().count('\\n'))")
+    assert "OTHERS []" in out and "PLANTED" not in out and "sysv 1" in out, out
+    k2.stop()
+    k.client.stop_channels()
+
+
+def test_zygote_is_not_dumpable_nor_traceable(server):
+    k = _kernel(server)
+    out = _run(k, r"""
+import ctypes, os
+z = os.getppid()
+for path in (f"/proc/{z}/mem", f"/proc/{z}/environ", f"/proc/{z}/fd/0"):
+    try:
+        open(path, "rb").read(1)
+        print("OPENED", path)
+    except OSError as err:
+        print("refused", path, type(err).__name__)
+try:
+    print("LISTED", os.listdir(f"/proc/{z}/fd"))
+except OSError:
+    print("refused fd listing")
+libc = ctypes.CDLL(None, use_errno=True)
+print("ptrace", libc.ptrace(16, z, None, None), ctypes.get_errno())   # PTRACE_ATTACH
+print("self ok", os.getuid() == os.stat(f"/proc/{os.getpid()}").st_uid)
+""")
+    assert "OPENED" not in out and "LISTED" not in out and "refused fd listing" in out, out
+    assert "ptrace -1 1" in out, out                                    # EPERM
+    k.stop()
+
+
+def test_memory_counts_the_kernel_not_the_zygote(server):
+    k = _kernel(server)
+    base = k.process.memory()
+    _run(k, "import torch\nhog = torch.ones(64, 1024, 1024)\nhog += 1")
+    grown = k.process.memory()
+    assert grown - base > 200 * 2**20                  # 256 MB of float32 counted
+    zygote = server.zygote.memory_info().rss
+    assert zygote > 100 * 2**20 and k.process.proc.pid != server.zygote.pid
+    assert server.zygote not in k.process._tree()
+    k.stop()
+
+
+def test_pool_replaces_a_dead_server(tmp_path):
+    os.chmod(tmp_path, 0o711)
+    pool = ForkServerPool(tmp_path, workers=1, limits=sandbox.Limits())
+    try:
+        k = pool.acquire()
+        first = k.process.server
+        k.client.execute("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+        deadline = time.monotonic() + 20
+        while first.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not first.alive()
+        k.stop()
+        k2 = pool.acquire()
+        assert k2.process.server is not first and not first.alive()
+        assert _run(k2, "print(6 * 7)").strip() == "42"
+        k2.stop()
+    finally:
+        pool.close()
