@@ -8,7 +8,6 @@ time (kernel deadlines, pipe timeouts, the autograde --timeout)."""
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 
@@ -21,34 +20,29 @@ from grader.kernel import Kernel
 
 A = "01_cross_correlation"
 
-# A daemon (double fork + setsid, SIGTERM/SIGHUP ignored) that, for 60 s, kills every NEW process
-# it sees (so the next student's kernel would crash), scribbles in the next
-# student's working folder, and plants files everywhere writable.
+# A daemon (double fork + setsid, SIGTERM/SIGHUP/SIGINT ignored) that, for 60 s, keeps planting
+# files everywhere writable, shadows a module in the next student's working folder and copies the
+# next kernel's connection file (its HMAC key). It kills nothing: if it survived, the next kernel
+# would start normally (nothing would trigger a new sandbox) and the next student would see it.
 LEAVER = r"""
-import os, signal, time
+import glob, os, shutil, signal, time
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
         for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(s, signal.SIG_IGN)
-        zygote = 2
-        for path in ("/tmp/planted_by_a", "/dev/shm/planted_by_a", "/run/kernel/planted_by_a"):
-            try:
-                open(path, "w").write("answers for the next student")
-            except OSError:
-                pass
-        me, start = os.getpid(), time.time()
-        spare = {int(p) for p in os.listdir("/proc") if p.isdigit()} | {1, zygote, me}
+        start = time.time()
         while time.time() - start < 60:
-            for p in os.listdir("/proc"):
-                if p.isdigit() and int(p) not in spare:
-                    try:
-                        os.kill(int(p), signal.SIGKILL)
-                    except OSError:
-                        pass
+            for path in ("/tmp/planted_by_a", "/dev/shm/planted_by_a", "/run/kernel/planted_by_a"):
+                try:
+                    open(path, "w").write("answers for the next student")
+                except OSError:
+                    pass
             try:
                 os.makedirs("/tmp/01_cross_correlation", exist_ok=True)
                 open("/tmp/01_cross_correlation/convlab.py", "w").write("raise SystemExit")
+                for conn in glob.glob("/run/kernel/connection-*.json"):
+                    shutil.copy(conn, "/tmp/stolen_connection")
             except OSError:
                 pass
             time.sleep(0.02)
@@ -66,7 +60,7 @@ seen = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
 mine = {os.getpid(), os.getppid(), 1}
 print("OTHERS", [p for p in seen if p not in mine])
 for path in ("/tmp/planted_by_a", "/dev/shm/planted_by_a", "/run/kernel/planted_by_a",
-             "/tmp/01_cross_correlation/convlab.py"):
+             "/tmp/01_cross_correlation/convlab.py", "/tmp/stolen_connection"):
     print("PLANTED" if os.path.exists(path) else "absent", path)
 """
 
@@ -110,8 +104,10 @@ def one_worker(tmp_path_factory, course_config):
 
 
 def _outputs(tmp, name: str) -> str:
+    """The stdout of the notebook's cells (what LEAVER and LOOK print)."""
     nb = nbformat.read(tmp / "out" / "autograded" / name / A / f"{A}.ipynb", as_version=4)
-    return json.dumps([c.get("outputs", []) for c in nb.cells])
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
 
 
 def test_leftover_process_and_files_of_a_do_not_reach_b(one_worker):
