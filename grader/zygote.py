@@ -23,7 +23,8 @@ can still signal it (same uid); the grader notices a dead or silent zygote and s
 
 The forked child: new session, default signal handlers, PR_SET_PDEATHSIG (SIGKILL when the zygote
 dies), dumpable again (like any kernel), stdin/stdout/stderr on /dev/null, the pipes closed,
-cwd /tmp, then ipykernel's IPKernelApp in-process on the connection file the grader wrote.
+NumPy's and PyTorch's random generators reseeded (else every kernel would share the zygote's
+state), cwd /tmp, then ipykernel's IPKernelApp in-process on the connection file the grader wrote.
 """
 import ctypes
 import json
@@ -167,6 +168,9 @@ def child(connection):
     if os.getppid() != ZYGOTE_PID:          # the zygote died between fork and prctl
         os._exit(1)
     _prctl(PR_SET_DUMPABLE, 1)
+    import numpy, torch                     # fresh random states, as in a new process (`random`
+    numpy.random.seed()                     # reseeds itself after fork)
+    torch.seed()
     os.chdir("/tmp")
     sys.path.insert(0, "")                  # like `python -m ipykernel_launcher` in its cwd
     sys.argv = ["ipykernel_launcher"]
