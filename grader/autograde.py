@@ -1,8 +1,19 @@
 """`python -m grader autograde SUBMISSIONS`: grade every <student>/<assignment>/<assignment>.ipynb.
 
 One orchestrator process (this one) and N worker threads, each driving one sandboxed kernel at a
-time (grader/sandbox.py, grader/kernel.py); kernels are started and warmed up (PyTorch and
-convlab imported) ahead of time by a small pool, and killed, not shut down, after use.
+time (grader/sandbox.py, grader/kernel.py), killed, not shut down, after use. Where kernels come
+from:
+
+* by default, a fork server per worker (grader/forkserver.py, `ForkServerPool`): one long-lived
+  bubblewrap sandbox whose trusted zygote imported PyTorch, matplotlib and convlab once and forks
+  a fresh kernel per submission; after each submission every other process of that sandbox is
+  killed and its writable folders wiped, or the sandbox is replaced (see grader/sandbox.py for
+  the threat model). A student who kills or stops the zygote gets `crashed` (or keeps the
+  grade their own, already finished kernel earned) and the next student gets a new sandbox.
+* with --no-fork-server (`KernelPool`): a new sandbox and kernel per submission, started and
+  warmed up (PyTorch and convlab imported) ahead of time by a small pool; slower (the imports
+  are CPU-bound and paid per submission).
+* with --no-sandbox: plain kernel processes (`KernelPool`), no isolation.
 
 Outputs, all under --out (default grader/):
 

@@ -225,3 +225,21 @@ def test_pool_replaces_a_dead_server(tmp_path):
         k2.stop()
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("how", [{"fork_server": False}, {"sandbox": False}], ids=["per-kernel", "no-sandbox"])
+def test_other_kernel_paths_still_grade(tmp_path, course_config, how):
+    """--no-fork-server (a new sandbox per submission) and --no-sandbox keep working."""
+    solved = submissions.solved(A)
+    cases = {"correct": solved, "untouched": submissions.untouched(A),
+             "exits": _after(solved, "corr2d_impl", "import os\nos._exit(0)")}
+    for name, nb in cases.items():
+        path = tmp_path / "subs" / name / A / f"{A}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    opts = autograde.Options(workers=2, timeout=30, out=tmp_path / "out", config_dir=course_config,
+                             progress=False, **how)
+    r = {x["student_id"]: x for x in autograde.autograde(tmp_path / "subs", opts)}
+    assert r["correct"]["status"] == "graded" and r["correct"]["score"] == r["correct"]["max_score"] > 0
+    assert r["untouched"]["status"] == "graded" and r["untouched"]["score"] == 0
+    assert r["exits"]["status"] == "crashed"
