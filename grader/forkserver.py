@@ -12,7 +12,7 @@ Between two submissions on the same worker (`ForkServer.release`), in this order
 
 1. the grader SIGKILLs the kernel's process tree from outside (as it does today);
 2. the zygote SIGKILLs every other process of the sandbox (pid namespace), reaps them, checks
-   none is left, removes System V IPC objects and empties /tmp and /dev/shm (grader/zygote.py);
+   none is left, removes System V IPC objects, empties the uid's keyrings and /tmp and /dev/shm (grader/zygote.py);
 3. the grader empties the shared IPC folder (sockets, connection file, the submission's files).
 
 If any step fails, times out (`RESET_TIMEOUT`), or the zygote died or does not answer (a student

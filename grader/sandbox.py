@@ -32,7 +32,7 @@ Two ways to use it:
   convlab and ipykernel once and forks a fresh kernel per submission (the per-kernel guard and
   its HMAC key are sent after the fork, as below). Between two submissions every other process
   of the sandbox is SIGKILLed (from outside, then `kill(-1)` from inside the pid namespace, and
-  checked), System V IPC objects removed, /tmp, /dev/shm and the shared folder emptied; if any of
+  checked), System V IPC objects and the uid's keyrings emptied, /tmp, /dev/shm and the shared folder emptied; if any of
   that fails or the zygote is dead or silent, the sandbox is thrown away and a new one started.
   Students of one worker share the sandbox's uid, one after the other, never at the same time.
   The zygote is not dumpable (no ptrace, no /proc/<pid>/mem or fd access by that uid), so a

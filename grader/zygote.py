@@ -12,8 +12,8 @@ moved to a private descriptor; answers go to a private copy of fd 1), forks one 
 `reset` (also run once before the first fork) SIGKILLs every other process of the sandbox's pid
 namespace (`kill(-1, SIGKILL)`: everything this uid may signal except pid 1 and the zygote; the
 zygote is a child subreaper, so every orphan is re-parented to it and reaped), checks /proc until
-none is left, removes the System V IPC objects and wipes /tmp and /dev/shm, checking they are
-empty. Any failure answers {"ok": false}: the grader then discards the whole sandbox.
+none is left, removes the System V IPC objects, empties the uid's keyrings (keys outlive
+processes) and wipes /tmp and /dev/shm, checking they are empty. Any failure answers {"ok": false}: the grader then discards the whole sandbox.
 
 Hardening: the zygote is not dumpable (`PR_SET_DUMPABLE` 0: a process of the same uid without
 CAP_SYS_PTRACE cannot ptrace it, read /proc/<pid>/mem or open its /proc/<pid>/fd, so it cannot
@@ -22,7 +22,7 @@ fork), keeps '' and the working folder out of sys.path, and does nothing else. A
 can still signal it (same uid); the grader notices a dead or silent zygote and starts a new sandbox.
 
 The forked child: new session, default signal handlers, PR_SET_PDEATHSIG (SIGKILL when the zygote
-dies), dumpable again (like any kernel), stdin/stdout/stderr on /dev/null, the pipes closed,
+dies), dumpable again (like any kernel), a new session keyring, stdin/stdout/stderr on /dev/null, the pipes closed,
 NumPy's and PyTorch's random generators reseeded (else every kernel would share the zygote's
 state), cwd /tmp, then ipykernel's IPKernelApp in-process on the connection file the grader wrote.
 """
@@ -137,6 +137,39 @@ def _sysv_clean():
     return left == 0
 
 
+# keyctl(2): keys outlive processes (the user and user-session keyrings belong to the uid, which
+# the students of one sandbox share), so they are a channel between students: cleared on reset.
+KEYCTL = {"x86_64": 250, "aarch64": 219}
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR, KEYCTL_READ, KEYCTL_GET_PERSISTENT = 1, 7, 11, 22
+KEY_SPEC_PROCESS_KEYRING, KEY_SPEC_SESSION_KEYRING = -2, -3
+KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
+
+
+def _keyctl(*args):
+    import platform
+    nr = KEYCTL.get(platform.machine())
+    if nr is None:
+        raise OSError("keyctl: unknown architecture")   # fail closed: reset reports failure
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+
+
+def _keys_clean():
+    """Empty the uid's keyrings (user, user-session, persistent, the zygote's session); True when
+    they are empty (or the kernel has no keyrings at all)."""
+    try:
+        rings = [KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING, KEY_SPEC_SESSION_KEYRING]
+        persistent = _keyctl(KEYCTL_GET_PERSISTENT, -1, KEY_SPEC_PROCESS_KEYRING)
+        if persistent > 0:
+            rings.append(persistent)
+        for ring in rings:
+            _keyctl(KEYCTL_CLEAR, ring)
+        return all(_keyctl(KEYCTL_READ, ring, None, 0) <= 0 for ring in rings)
+    except OSError:
+        return False
+
+
 def reset():
     """Kill every other process of the sandbox, wipe /tmp and /dev/shm; True when clean."""
     import time
@@ -151,7 +184,7 @@ def reset():
         time.sleep(0.01)
     else:
         return False
-    return _sysv_clean() and _wipe("/tmp") and _wipe("/dev/shm")
+    return _sysv_clean() and _keys_clean() and _wipe("/tmp") and _wipe("/dev/shm")
 
 
 def child(connection):
@@ -168,6 +201,7 @@ def child(connection):
     if os.getppid() != ZYGOTE_PID:          # the zygote died between fork and prctl
         os._exit(1)
     _prctl(PR_SET_DUMPABLE, 1)
+    _keyctl(KEYCTL_JOIN_SESSION_KEYRING, None)     # its own session keyring, not the zygote's
     import numpy, torch                     # fresh random states, as in a new process (`random`
     numpy.random.seed()                     # reseeds itself after fork)
     torch.seed()

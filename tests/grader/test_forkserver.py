@@ -171,6 +171,31 @@ def test_zygote_alone_kills_and_wipes_everything(server):
     k.client.stop_channels()
 
 
+KEYS = r"""
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}[platform.machine()]
+def search(ring):   # KEYCTL_SEARCH
+    return libc.syscall(ctypes.c_long(KEYCTL), ctypes.c_long(10), ctypes.c_long(ring), b"user", b"answers", ctypes.c_long(0))
+"""
+
+
+def test_keys_left_by_a_are_gone_for_b(server):
+    """Kernel keyrings outlive processes: the user (-4), user-session (-5) and session (-3) ones."""
+    k = _kernel(server)
+    out = _run(k, KEYS + "for ring in (-3, -4, -5):\n"
+                      "    print('added', libc.syscall(ctypes.c_long(ADD_KEY), b'user', b'answers', b'x', ctypes.c_long(1), ctypes.c_long(ring)) > 0)\n"
+                      "print('found', [search(r) > 0 for r in (-3, -4, -5)])")
+    assert out.count("added True") == 3 and "found [True, True, True]" in out, out
+    k.stop()
+    server.reset()
+    k2 = _kernel(server)
+    out = _run(k2, KEYS + "print('found', [search(r) > 0 for r in (-3, -4, -5)])")
+    assert "found [False, False, False]" in out, out
+    k2.stop()
+
+
 def test_zygote_is_not_dumpable_nor_traceable(server):
     k = _kernel(server)
     out = _run(k, r"""
