@@ -8,11 +8,12 @@ binds, private /tmp, fresh unprivileged uid when root, no capabilities, --die-wi
 kernel protocol (grader/kernel.py: connection file over IPC sockets in the shared folder, trusted
 guard with a per-kernel HMAC key sent after the fork, one deadline, output caps).
 
-Between two submissions on the same worker (`ForkServer.release`), in this order:
+Between two submissions on the same worker (`ForkServerPool._release`, `ForkServer.reset`), in this order:
 
 1. the grader SIGKILLs the kernel's process tree from outside (as it does today);
-2. the zygote SIGKILLs every other process of the sandbox (pid namespace), reaps them, checks
-   none is left, removes System V IPC objects, empties the uid's keyrings and /tmp and /dev/shm (grader/zygote.py);
+2. the zygote SIGKILLs every other process of the sandbox (pid namespace), reaps them, checks none
+   is left, removes System V IPC objects, empties the uid's keyrings and /tmp and /dev/shm
+   (grader/zygote.py);
 3. the grader empties the shared IPC folder (sockets, connection file, the submission's files).
 
 If any step fails, times out (`RESET_TIMEOUT`), or the zygote died or does not answer (a student

@@ -29,15 +29,15 @@ Two ways to use it:
 
 * fork server (the default, grader/forkserver.py + grader/zygote.py): each worker keeps ONE such
   sandbox for many submissions. Its main process, the trusted zygote, imports PyTorch, matplotlib,
-  convlab and ipykernel once and forks a fresh kernel per submission (the per-kernel guard and
-  its HMAC key are sent after the fork, as below). Between two submissions every other process
-  of the sandbox is SIGKILLed (from outside, then `kill(-1)` from inside the pid namespace, and
-  checked), System V IPC objects and the uid's keyrings emptied, /tmp, /dev/shm and the shared folder emptied; if any of
-  that fails or the zygote is dead or silent, the sandbox is thrown away and a new one started.
-  Students of one worker share the sandbox's uid, one after the other, never at the same time.
-  The zygote is not dumpable (no ptrace, no /proc/<pid>/mem or fd access by that uid), so a
-  student's code can only signal it, which costs a new sandbox, never a grade from a dirty one.
-  Memory is counted over the kernel's process tree, not the zygote.
+  convlab and ipykernel once and forks a fresh kernel per submission (the per-kernel guard and its
+  HMAC key are sent after the fork, as below). Between two submissions every other process of the
+  sandbox is SIGKILLed (from outside, then `kill(-1)` from inside the pid namespace, and checked),
+  System V IPC objects and the uid's keyrings emptied, /tmp, /dev/shm and the shared folder
+  emptied; if any of that fails or the zygote is dead or silent, the sandbox is thrown away and a
+  new one started. Students of one worker share the sandbox's uid, one after the other, never at
+  the same time. The zygote is not dumpable (no ptrace, no /proc/<pid>/mem or fd access by that
+  uid), so a student's code can only signal it, which costs a new sandbox, never a grade from a
+  dirty one. Memory is counted over the kernel's process tree, not the zygote.
 * one sandbox per kernel (`start_kernel`, `autograde --no-fork-server`): bubblewrap runs
   `python -m ipykernel_launcher` and the imports happen in each kernel (3+ s of CPU each).
 

@@ -12,8 +12,9 @@ moved to a private descriptor; answers go to a private copy of fd 1), forks one 
 `reset` (also run once before the first fork) SIGKILLs every other process of the sandbox's pid
 namespace (`kill(-1, SIGKILL)`: everything this uid may signal except pid 1 and the zygote; the
 zygote is a child subreaper, so every orphan is re-parented to it and reaped), checks /proc until
-none is left, removes the System V IPC objects, empties the uid's keyrings (keys outlive
-processes) and wipes /tmp and /dev/shm, checking they are empty. Any failure answers {"ok": false}: the grader then discards the whole sandbox.
+none is left, removes the System V IPC objects, empties the uid's keyrings (keys outlive processes)
+and wipes /tmp and /dev/shm, checking they are empty. Any failure answers {"ok": false}: the grader
+then discards the whole sandbox.
 
 Hardening: the zygote is not dumpable (`PR_SET_DUMPABLE` 0: a process of the same uid without
 CAP_SYS_PTRACE cannot ptrace it, read /proc/<pid>/mem or open its /proc/<pid>/fd, so it cannot
@@ -22,9 +23,10 @@ fork), keeps '' and the working folder out of sys.path, and does nothing else. A
 can still signal it (same uid); the grader notices a dead or silent zygote and starts a new sandbox.
 
 The forked child: new session, default signal handlers, PR_SET_PDEATHSIG (SIGKILL when the zygote
-dies), dumpable again (like any kernel), a new session keyring, stdin/stdout/stderr on /dev/null, the pipes closed,
-NumPy's and PyTorch's random generators reseeded (else every kernel would share the zygote's
-state), cwd /tmp, then ipykernel's IPKernelApp in-process on the connection file the grader wrote.
+dies), dumpable again (like any kernel), a new session keyring, stdin/stdout/stderr on /dev/null,
+the pipes closed, NumPy's and PyTorch's random generators reseeded (else every kernel would share
+the zygote's state), cwd /tmp, then ipykernel's IPKernelApp in-process on the connection file the
+grader wrote.
 """
 import ctypes
 import json
