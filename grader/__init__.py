@@ -9,6 +9,7 @@
 
 Modules: course (paths and the nbgrader command line), release, execute, submissions (test
 submissions), autograde (orchestration, gradebook, grades.csv), integrity (test cells vs the
-release, nbgrader's sanitizing), sandbox (bubblewrap, limits), kernel (the Jupyter protocol),
+release, nbgrader's sanitizing), sandbox (bubblewrap, limits), forkserver and zygote (one
+long-lived sandbox per worker forking a kernel per submission), kernel (the Jupyter protocol),
 guard (trusted code run inside each kernel), feedback, bench.
 """

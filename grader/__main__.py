@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder of the nbgrader_config.py to use (default: grader/)")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run student code WITHOUT isolation (only where bubblewrap cannot work)")
+    p.add_argument("--no-fork-server", action="store_true",
+                   help="start a new sandbox and kernel (and import PyTorch) for every submission "
+                        "instead of forking kernels from one long-lived sandbox per worker (slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--assignment", action="append", default=[], metavar="NAME",
                    help="grade this assignment (repeatable); students without it get status missing "
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_sandbox:
             print("warning: --no-sandbox: student code runs with your rights, unisolated", file=sys.stderr)
         opts = autograde.Options(workers=args.workers, timeout=args.timeout, memory=memory, out=args.out,
-                                 sandbox=not args.no_sandbox, config_dir=args.config_dir,
+                                 sandbox=not args.no_sandbox,
+                                 fork_server=not args.no_fork_server, config_dir=args.config_dir,
                                  db_url=args.db_url, progress=not args.no_progress,
                                  assignments=tuple(args.assignment))
         results = autograde.autograde(args.submissions, opts)

@@ -1,8 +1,19 @@
 """`python -m grader autograde SUBMISSIONS`: grade every <student>/<assignment>/<assignment>.ipynb.
 
 One orchestrator process (this one) and N worker threads, each driving one sandboxed kernel at a
-time (grader/sandbox.py, grader/kernel.py); kernels are started and warmed up (PyTorch and
-convlab imported) ahead of time by a small pool, and killed, not shut down, after use.
+time (grader/sandbox.py, grader/kernel.py), killed, not shut down, after use. Where kernels come
+from:
+
+* by default, a fork server per worker (grader/forkserver.py, `ForkServerPool`): one long-lived
+  bubblewrap sandbox whose trusted zygote imported PyTorch, matplotlib and convlab once and forks
+  a fresh kernel per submission; after each submission every other process of that sandbox is
+  killed and its writable folders wiped, or the sandbox is replaced (see grader/sandbox.py for
+  the threat model). A student who kills or stops the zygote gets `crashed` (or keeps the
+  grade their own, already finished kernel earned) and the next student gets a new sandbox.
+* with --no-fork-server (`KernelPool`): a new sandbox and kernel per submission, started and
+  warmed up (PyTorch and convlab imported) ahead of time by a small pool; slower (the imports
+  are CPU-bound and paid per submission).
+* with --no-sandbox: plain kernel processes (`KernelPool`), no isolation.
 
 Outputs, all under --out (default grader/):
 
@@ -48,6 +59,7 @@ from tqdm import tqdm
 
 from . import integrity
 from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook
+from .forkserver import ForkServerPool
 from .kernel import Kernel, KernelDied, OutputBudget
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
@@ -73,6 +85,7 @@ class Options:
     memory: int = 2 * 2**30
     out: Path = ROOT / "grader"
     sandbox: bool = True
+    fork_server: bool = True             # one long-lived sandbox per worker (grader/forkserver.py)
     config_dir: Path = CONFIG.parent
     db_url: str | None = None
     progress: bool = True
@@ -537,7 +550,10 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
     if runnable:
         scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-"))
         os.chmod(scratch, 0o711)
-        pool = KernelPool(scratch, opts, len(runnable))
+        if opts.sandbox and opts.fork_server:
+            pool = ForkServerPool(scratch, workers=opts.workers, limits=Limits(memory=opts.memory))
+        else:
+            pool = KernelPool(scratch, opts, len(runnable))
 
         def work(job: Job):
             kernel = pool.acquire()

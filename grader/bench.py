@@ -3,7 +3,9 @@
 Generates N synthetic submissions of an assignment (correct, wrong, untouched and crashing ones,
 in a fixed mix) in a temporary course with its own gradebook, grades them with both, and prints
 each throughput, the ratio, and where our time goes (mean per submission: kernel start, imports,
-student code, teardown). Figures only: nothing here asserts timings.
+student code, teardown). By default our autograde uses fork servers (grader/forkserver.py: the
+imports are paid once per worker, when its sandbox starts); --per-kernel-too also times the
+per-kernel sandboxes (`autograde --no-fork-server`). Figures only: nothing here asserts timings.
 """
 from __future__ import annotations
 
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignment", default=None, help="default: the first assignment")
     parser.add_argument("--workers", type=int, default=autograde.Options.workers)
     parser.add_argument("--skip-nbgrader", action="store_true", help="only time our autograde")
+    parser.add_argument("--per-kernel-too", action="store_true",
+                        help="also time our autograde with one new sandbox per submission (--no-fork-server)")
     args = parser.parse_args(argv)
     a = args.assignment or assignments()[0]
     subs = synthetic(a, args.n)
@@ -82,33 +86,43 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nbgrader autograde (serial): {nb_time:7.1f} s  {nb_rate:6.3f} submissions/s "
                   f"({nb_time / args.n:.2f} s each)")
 
-        opts = autograde.Options(workers=args.workers, out=tmp / "out", config_dir=course, progress=False,
-                                 timeout=120)
-        t = time.monotonic()
-        results = autograde.autograde(tmp / "subs", opts)
-        our_time = time.monotonic() - t
-        our_rate = args.n / our_time
-        print(f"python -m grader autograde ({args.workers} workers): {our_time:7.1f} s  {our_rate:6.3f} "
-              f"submissions/s ({our_time / args.n:.2f} s each)")
-        if nb_rate:
-            print(f"ratio: {our_rate / nb_rate:.1f}x nbgrader's throughput")
-        statuses = {}
-        for r in results:
-            statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-        print("statuses:", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
-        timings = [r["timings"] for r in results if r.get("timings")]
+        modes = [("fork server", True)] + ([("one sandbox per submission", False)] if args.per_kernel_too else [])
+        for label, fork_server in modes:
+            _ours(args, tmp, course, label, fork_server, nb_rate)
+    return 0
+
+
+def _ours(args, tmp: Path, course: Path, label: str, fork_server: bool, nb_rate: float | None) -> None:
+    opts = autograde.Options(workers=args.workers, out=tmp / f"out-{int(fork_server)}", config_dir=course,
+                             progress=False, timeout=120, fork_server=fork_server)
+    t = time.monotonic()
+    results = autograde.autograde(tmp / "subs", opts)
+    our_time = time.monotonic() - t
+    our_rate = args.n / our_time
+    print(f"python -m grader autograde ({args.workers} workers, {label}): {our_time:7.1f} s  "
+          f"{our_rate:6.3f} submissions/s ({our_time / args.n:.2f} s each)")
+    if nb_rate:
+        print(f"ratio: {our_rate / nb_rate:.1f}x nbgrader's throughput")
+    statuses: dict[str, int] = {}
+    for r in results:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    print("statuses:", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    timings = [r["timings"] for r in results if r.get("timings")]
+    if fork_server:
+        print("where our time goes (mean per submission; the imports were done once per worker, "
+              "when its fork server started, and are not in these figures):")
+    else:
         print("where our time goes (mean per submission, in a worker or a booting kernel; "
               "the spares boot while others are graded):")
-        for key, label in (("spawn", "sandbox spawn"), ("kernel_start", "kernel start"),
-                           ("imports", "imports (torch, convlab)"), ("guard", "files + trusted preamble"),
-                           ("cells", "the notebook's cells"), ("teardown", "teardown (SIGKILL)")):
-            values = [t[key] for t in timings if key in t]
-            if values:
-                print(f"  {label:28s} {statistics.mean(values):6.2f} s")
-        cpu = sum(statistics.mean([t.get(k, 0) for t in timings]) for k in ("kernel_start", "imports", "cells"))
-        print(f"  ~CPU per submission {cpu:.2f} s over {args.workers} workers -> at best "
-              f"{args.workers / cpu if cpu else 0:.2f} submissions/s on this machine")
-    return 0
+    for key, label in (("spawn", "fork" if fork_server else "sandbox spawn"), ("kernel_start", "kernel start"),
+                       ("imports", "warm preamble (imports)"), ("guard", "files + trusted preamble"),
+                       ("cells", "the notebook's cells"), ("teardown", "teardown (kill + reset)")):
+        values = [t[key] for t in timings if key in t]
+        if values:
+            print(f"  {label:28s} {statistics.mean(values):6.2f} s")
+    cpu = sum(statistics.mean([t.get(k, 0) for t in timings]) for k in ("kernel_start", "imports", "cells"))
+    print(f"  ~CPU per submission {cpu:.2f} s over {args.workers} workers -> at best "
+          f"{args.workers / cpu if cpu else 0:.2f} submissions/s on this machine")
 
 
 if __name__ == "__main__":

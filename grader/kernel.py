@@ -18,6 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import zmq
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -90,11 +91,17 @@ class Kernel:
     process: SandboxedKernel
     client: BlockingKernelClient
     timings: dict = field(default_factory=dict)
+    on_stop: Callable[[], None] | None = None     # e.g. give a fork server back to its pool
 
     @classmethod
     def start(cls, scratch: Path, *, sandbox: bool, limits: Limits) -> "Kernel":
+        """A kernel in its own new sandbox (or none): bubblewrap + `python -m ipykernel_launcher`."""
         t0 = time.monotonic()
-        proc = start_kernel(scratch, sandbox=sandbox, limits=limits)
+        return cls.attach(start_kernel(scratch, sandbox=sandbox, limits=limits), t0)
+
+    @classmethod
+    def attach(cls, proc: SandboxedKernel, t0: float) -> "Kernel":
+        """A client for a kernel process that was just started (or forked, grader/forkserver.py)."""
         ctx = zmq.Context()
         ctx.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
         ctx.setsockopt(zmq.LINGER, 0)
@@ -102,22 +109,37 @@ class Kernel:
         client.load_connection_info(proc.connection)
         client.start_channels(hb=False)
         k = cls(proc, client)
-        k.timings["spawn"] = time.monotonic() - t0
+        k.timings["spawn"] = time.monotonic() - t0      # bubblewrap started, or kernel forked
         return k
 
     def ready(self, timeout: float = 60.0) -> None:
         """Wait until the kernel answers, then run the warm preamble (imports)."""
         t0 = time.monotonic()
         deadline = t0 + timeout
-        msg_id = self.client.kernel_info()
-        while True:
+        # Ready means: a kernel_info reply on shell AND a message on iopub. A kernel that comes up
+        # fast (a forked one) may answer before our iopub subscription is connected, and PUB
+        # drops what no subscriber gets: without the second condition a later "idle" is lost.
+        replied = seen_iopub = False
+        while not (replied and seen_iopub):
             try:
-                msg = self._get(self.client.shell_channel, deadline)
+                self._check_alive()
             except KernelDied as died:
                 raise KernelDied("crashed", f"the kernel did not start ({died})") from None
-            if msg["parent_header"].get("msg_id") == msg_id:
-                break
-            # The kernel may miss the first request while its sockets come up: ask again.
+            if time.monotonic() >= deadline:
+                self.process.kill("timeout")
+                raise KernelDied("crashed", "the kernel did not start (timeout)")
+            msg_id = self.client.kernel_info()
+            step = time.monotonic() + 0.25
+            while time.monotonic() < step and not (replied and seen_iopub):
+                for channel in (self.client.shell_channel, self.client.iopub_channel):
+                    try:
+                        msg = channel.get_msg(timeout=0.02)
+                    except (queue.Empty, ValueError, KeyError, TypeError):
+                        continue
+                    if channel is self.client.iopub_channel:
+                        seen_iopub = True
+                    elif msg["parent_header"].get("msg_id") == msg_id:
+                        replied = True
         self.drain_iopub()
         self.timings["kernel_start"] = time.monotonic() - t0
         t1 = time.monotonic()
@@ -152,7 +174,7 @@ class Kernel:
         if p.killed:
             raise KernelDied(p.killed)
         if not p.alive():
-            raise KernelDied("crashed", f"the kernel exited (code {p.proc.returncode})")
+            raise KernelDied("crashed", f"the kernel exited (code {p.exit_code()})")
 
     def _get(self, channel, deadline: float, step: float = 0.05):
         while True:
@@ -240,6 +262,9 @@ class Kernel:
             self.client.context.destroy(linger=0)
         except Exception:
             pass
+        if self.on_stop is not None:
+            on_stop, self.on_stop = self.on_stop, None
+            on_stop()
 
 
 def _truncation_note():

@@ -25,8 +25,25 @@ Limits (enforced here, by the orchestrator, or by the trusted preamble in the ke
 * time: the caller kills the sandbox at its deadline (SIGKILL of bubblewrap: the pid namespace
   dies with it, `--die-with-parent` ensures this even if the grader itself is killed).
 
+Two ways to use it:
+
+* fork server (the default, grader/forkserver.py + grader/zygote.py): each worker keeps ONE such
+  sandbox for many submissions. Its main process, the trusted zygote, imports PyTorch, matplotlib,
+  convlab and ipykernel once and forks a fresh kernel per submission (the per-kernel guard and its
+  HMAC key are sent after the fork, as below). Between two submissions every other process of the
+  sandbox is SIGKILLed (from outside, then `kill(-1)` from inside the pid namespace, and checked),
+  System V IPC objects and the uid's keyrings emptied, /tmp, /dev/shm and the shared folder
+  emptied; if any of that fails or the zygote is dead or silent, the sandbox is thrown away and a
+  new one started. Students of one worker share the sandbox's uid, one after the other, never at
+  the same time. The zygote is not dumpable (no ptrace, no /proc/<pid>/mem or fd access by that
+  uid), so a student's code can only signal it, which costs a new sandbox, never a grade from a
+  dirty one. Memory is counted over the kernel's process tree, not the zygote.
+* one sandbox per kernel (`start_kernel`, `autograde --no-fork-server`): bubblewrap runs
+  `python -m ipykernel_launcher` and the imports happen in each kernel (3+ s of CPU each).
+
 With `sandbox=False` (the instructor's explicit opt-out) the kernel runs as a plain child
-process: memory and time limits still apply, isolation does not.
+process: memory and time limits still apply, isolation does not (no fork server then: it
+relies on the pid namespace).
 """
 from __future__ import annotations
 
@@ -170,6 +187,9 @@ class SandboxedKernel:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.proc.returncode
 
     def kill(self, reason: str = "killed") -> None:
         """SIGKILL everything: bubblewrap, hence its pid namespace (or the plain process tree)."""

@@ -1,0 +1,274 @@
+"""The fork server's "zygote": trusted code that runs as the main process of a long-lived sandbox
+(never imported by the grader: grader/forkserver.py passes this file's source to `python -c`
+inside bubblewrap, since grader/ is not visible in the sandbox).
+
+It imports what every grading kernel needs (ipykernel, IPython, PyTorch, torch._dynamo,
+matplotlib with Agg, convlab) ONCE, then, per request read from its private pipe (fd 0 at start,
+moved to a private descriptor; answers go to a private copy of fd 1), forks one kernel:
+
+    {"op": "fork", "connection": "/run/kernel/connection-3.json"}  -> {"ok": true, "pid": N}
+    {"op": "reset"}                                                -> {"ok": true}
+
+`reset` (also run once before the first fork) SIGKILLs every other process of the sandbox's pid
+namespace (`kill(-1, SIGKILL)`: everything this uid may signal except pid 1 and the zygote; the
+zygote is a child subreaper, so every orphan is re-parented to it and reaped), checks /proc until
+none is left, removes the System V IPC objects, empties the uid's keyrings (keys outlive processes)
+and wipes /tmp and /dev/shm, checking they are empty. Any failure answers {"ok": false}: the grader
+then discards the whole sandbox.
+
+Hardening: the zygote is not dumpable (`PR_SET_DUMPABLE` 0: a process of the same uid without
+CAP_SYS_PTRACE cannot ptrace it, read /proc/<pid>/mem or open its /proc/<pid>/fd, so it cannot
+reach the pipes), starts no thread and no ZeroMQ context (it checks /proc/self/task before every
+fork), keeps '' and the working folder out of sys.path, and does nothing else. A student process
+can still signal it (same uid); the grader notices a dead or silent zygote and starts a new sandbox.
+
+The forked child: new session, default signal handlers, PR_SET_PDEATHSIG (SIGKILL when the zygote
+dies), dumpable again (like any kernel), a new session keyring, stdin/stdout/stderr on /dev/null,
+the pipes closed, NumPy's and PyTorch's random generators reseeded (else every kernel would share
+the zygote's state), cwd /tmp, then ipykernel's IPKernelApp in-process on the connection file the
+grader wrote.
+"""
+import ctypes
+import json
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+KERNEL_ARGS = ["--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
+
+
+def _prctl(option, value):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option})")
+
+
+def _private_pipes():
+    """Move the request/answer pipes off fds 0/1 (so nothing printed by an import can corrupt
+    the protocol) and put /dev/null on 0, 1, 2."""
+    req = os.fdopen(os.dup(0), "rb", buffering=0)
+    ans = os.fdopen(os.dup(1), "wb", buffering=0)
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    return req, ans
+
+
+def _warm():
+    import warnings
+    warnings.filterwarnings("ignore", module="matplotlib")
+    import numpy, torch, torch.nn.functional, torch.testing, torch._dynamo, matplotlib  # noqa: F401,E401
+    matplotlib.use("Agg")
+    import matplotlib.pyplot, convlab  # noqa: F401,E401
+    import ipykernel.kernelapp, ipykernel.ipkernel, ipykernel.zmqshell, IPython  # noqa: F401,E401
+    import matplotlib_inline.backend_inline  # noqa: F401
+
+
+def _threads():
+    return len(os.listdir("/proc/self/task"))
+
+
+def _others():
+    me = os.getpid()
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+
+
+def _reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _wipe(folder):
+    """Remove everything in `folder` (also what its owner made unreadable); True when empty."""
+    def chmod_all(path):
+        for root, dirs, _files in os.walk(path, topdown=True, onerror=lambda e: None):
+            for d in dirs:
+                try:
+                    os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
+                except OSError:
+                    pass
+    import shutil
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return not os.path.isdir(folder)
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            try:
+                os.chmod(path, 0o700)
+            except OSError:
+                pass
+            chmod_all(path)
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    return not os.listdir(folder)
+
+
+def _sysv_clean():
+    libc = ctypes.CDLL(None, use_errno=True)
+    IPC_RMID = 0
+    for kind, rm in (("shm", lambda i: libc.shmctl(i, IPC_RMID, None)),
+                     ("sem", lambda i: libc.semctl(i, 0, IPC_RMID)),
+                     ("msg", lambda i: libc.msgctl(i, IPC_RMID, None))):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            rm(int(row.split()[1]))
+    left = 0
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                left += len(f.read().splitlines()[1:])
+        except OSError:
+            pass
+    return left == 0
+
+
+# keyctl(2): keys outlive processes (the user and user-session keyrings belong to the uid, which
+# the students of one sandbox share), so they are a channel between students: cleared on reset.
+KEYCTL = {"x86_64": 250, "aarch64": 219}
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR, KEYCTL_READ, KEYCTL_GET_PERSISTENT = 1, 7, 11, 22
+KEY_SPEC_PROCESS_KEYRING, KEY_SPEC_SESSION_KEYRING = -2, -3
+KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
+
+
+def _keyctl(*args):
+    import platform
+    nr = KEYCTL.get(platform.machine())
+    if nr is None:
+        raise OSError("keyctl: unknown architecture")   # fail closed: reset reports failure
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+
+
+def _keys_clean():
+    """Empty the uid's keyrings (user, user-session, persistent, the zygote's session); True when
+    they are empty (or the kernel has no keyrings at all)."""
+    try:
+        rings = [KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING, KEY_SPEC_SESSION_KEYRING]
+        persistent = _keyctl(KEYCTL_GET_PERSISTENT, -1, KEY_SPEC_PROCESS_KEYRING)
+        if persistent > 0:
+            rings.append(persistent)
+        for ring in rings:
+            _keyctl(KEYCTL_CLEAR, ring)
+        return all(_keyctl(KEYCTL_READ, ring, None, 0) <= 0 for ring in rings)
+    except OSError:
+        return False
+
+
+def reset():
+    """Kill every other process of the sandbox, wipe /tmp and /dev/shm; True when clean."""
+    import time
+    for _ in range(200):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap()
+        if not _others():
+            break
+        time.sleep(0.01)
+    else:
+        return False
+    return _sysv_clean() and _keys_clean() and _wipe("/tmp") and _wipe("/dev/shm")
+
+
+def child(connection):
+    os.setsid()
+    for sig in range(1, signal.NSIG):
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != ZYGOTE_PID:          # the zygote died between fork and prctl
+        os._exit(1)
+    _prctl(PR_SET_DUMPABLE, 1)
+    _keyctl(KEYCTL_JOIN_SESSION_KEYRING, None)     # its own session keyring, not the zygote's
+    import numpy, torch                     # fresh random states, as in a new process (`random`
+    numpy.random.seed()                     # reseeds itself after fork)
+    torch.seed()
+    os.chdir("/tmp")
+    sys.path.insert(0, "")                  # like `python -m ipykernel_launcher` in its cwd
+    sys.argv = ["ipykernel_launcher"]
+    from ipykernel.kernelapp import IPKernelApp
+    app = IPKernelApp.instance()
+    app.initialize(["-f", connection, *KERNEL_ARGS])
+    app.start()
+    os._exit(0)
+
+
+def main():
+    global ZYGOTE_PID
+    req, ans = _private_pipes()
+    if (os.getpid(), os.getppid()) != (2, 1):
+        # kill(-1) is only safe as the command of a fresh pid namespace (bubblewrap's init is 1)
+        ans.write(b'{"ok": false, "error": "not the main process of a new pid namespace"}\n')
+        return 1
+    _prctl(PR_SET_DUMPABLE, 0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    ZYGOTE_PID = os.getpid()
+    os.chdir("/")
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", "/tmp") and not p.startswith("/tmp/")]
+    signal.signal(signal.SIGINT, signal.SIG_DFL)     # a signal from a student kills, no handler
+
+    def say(**msg):
+        ans.write((json.dumps(msg) + "\n").encode())
+
+    try:
+        _warm()
+    except BaseException as err:  # noqa: BLE001 - reported to the grader, which gives up on it
+        say(ok=False, error=f"warm imports failed: {type(err).__name__}: {err}")
+        return 1
+    say(ok=reset() and _threads() == 1, pid=ZYGOTE_PID, threads=_threads())
+    buf = b""
+    while True:
+        chunk = req.read(65536)
+        if not chunk:
+            return 0                        # the grader closed the pipe: done
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            msg = json.loads(line)
+            if msg["op"] == "reset":
+                say(ok=reset())
+            elif msg["op"] == "fork":
+                if _threads() != 1 or _others():
+                    say(ok=False, error="not clean: threads or processes left")
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        req.close()
+                        ans.close()
+                        child(msg["connection"])
+                    finally:
+                        os._exit(1)
+                say(ok=True, pid=pid)
+            else:
+                say(ok=False, error="unknown op")
+
+
+ZYGOTE_PID = 0
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""grader/forkserver.py + grader/zygote.py: kernels forked from one long-lived sandbox per worker.
+
+Cross-student leakage on ONE worker: what student A leaves behind (a background process that
+attacks whoever comes next, files in /tmp, /dev/shm and the shared folder, System V shared
+memory) must be gone before student B's kernel exists; a student who kills or stops the zygote
+only costs a new sandbox, and the next students are graded normally. Every test is bounded in
+time (kernel deadlines, pipe timeouts, the autograde --timeout)."""
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+import nbformat
+import pytest
+
+from grader import autograde, sandbox, submissions
+from grader.forkserver import ForkServer, ForkServerPool
+from grader.kernel import Kernel
+
+A = "01_cross_correlation"
+
+# A daemon (double fork + setsid, SIGTERM/SIGHUP/SIGINT ignored) that, for 60 s, keeps planting
+# files everywhere writable, shadows a module in the next student's working folder and copies the
+# next kernel's connection file (its HMAC key). It kills nothing: if it survived, the next kernel
+# would start normally (nothing would trigger a new sandbox) and the next student would see it.
+LEAVER = r"""
+import glob, os, shutil, signal, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN)
+        start = time.time()
+        while time.time() - start < 60:
+            for path in ("/tmp/planted_by_a", "/dev/shm/planted_by_a", "/run/kernel/planted_by_a"):
+                try:
+                    open(path, "w").write("answers for the next student")
+                except OSError:
+                    pass
+            try:
+                os.makedirs("/tmp/01_cross_correlation", exist_ok=True)
+                open("/tmp/01_cross_correlation/convlab.py", "w").write("raise SystemExit")
+                for conn in glob.glob("/run/kernel/connection-*.json"):
+                    shutil.copy(conn, "/tmp/stolen_connection")
+            except OSError:
+                pass
+            time.sleep(0.02)
+        os._exit(0)
+    os._exit(0)
+os.wait()
+time.sleep(0.3)
+print("daemon left running")
+"""
+
+# What student B sees: other processes and anything planted.
+LOOK = r"""
+import os
+seen = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+mine = {os.getpid(), os.getppid(), 1}
+print("OTHERS", [p for p in seen if p not in mine])
+for path in ("/tmp/planted_by_a", "/dev/shm/planted_by_a", "/run/kernel/planted_by_a",
+             "/tmp/01_cross_correlation/convlab.py", "/tmp/stolen_connection"):
+    print("PLANTED" if os.path.exists(path) else "absent", path)
+"""
+
+KILL_ZYGOTE = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)"
+STOP_ZYGOTE = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)"
+
+
+def _index(nb, grade_id: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _after(base, grade_id: str, source: str):
+    nb = copy.deepcopy(base)
+    nb.cells.insert(_index(nb, grade_id) + 1, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory, course_config):
+    """Students graded in this (alphabetical) order by ONE worker, hence one fork server."""
+    tmp = tmp_path_factory.mktemp("forkserver")
+    solved = submissions.solved(A)
+    cases = {
+        "a_leaver": _after(solved, "corr2d_impl", LEAVER),
+        "b_victim": _after(solved, "corr2d_impl", LOOK),
+        "c_zygote_killer": _after(solved, "corr2d_impl", KILL_ZYGOTE),
+        "d_after_kill": _after(solved, "corr2d_impl", LOOK),
+        "e_zygote_stopper": _after(solved, "corr2d_impl", STOP_ZYGOTE),
+        "f_after_stop": _after(solved, "corr2d_impl", LOOK),
+    }
+    for name, nb in cases.items():
+        path = tmp / "subs" / name / A / f"{A}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    opts = autograde.Options(workers=1, timeout=30, out=tmp / "out", config_dir=course_config,
+                             progress=False)
+    t = time.monotonic()
+    results = {r["student_id"]: r for r in autograde.autograde(tmp / "subs", opts)}
+    assert time.monotonic() - t < 300
+    return results, tmp
+
+
+def _outputs(tmp, name: str) -> str:
+    """The stdout of the notebook's cells (what LEAVER and LOOK print)."""
+    nb = nbformat.read(tmp / "out" / "autograded" / name / A / f"{A}.ipynb", as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
+
+
+def test_leftover_process_and_files_of_a_do_not_reach_b(one_worker):
+    results, tmp = one_worker
+    assert "daemon left running" in _outputs(tmp, "a_leaver")
+    b = results["b_victim"]
+    assert b["status"] == "graded" and b["score"] == b["max_score"] > 0, b["messages"]
+    out = _outputs(tmp, "b_victim")
+    assert "OTHERS []" in out and "PLANTED" not in out, out
+
+
+def test_killing_the_zygote_only_costs_a_new_sandbox(one_worker):
+    results, tmp = one_worker
+    assert results["c_zygote_killer"]["status"] == "crashed"
+    d = results["d_after_kill"]
+    assert d["status"] == "graded" and d["score"] == d["max_score"] > 0, d["messages"]
+    assert "OTHERS []" in _outputs(tmp, "d_after_kill")
+
+
+def test_stopping_the_zygote_only_costs_a_new_sandbox(one_worker):
+    results, tmp = one_worker
+    # its own kernel was forked before the SIGSTOP and ran to the end: a plain grade, or a crash
+    assert results["e_zygote_stopper"]["status"] in ("graded", "crashed")
+    f = results["f_after_stop"]
+    assert f["status"] == "graded" and f["score"] == f["max_score"] > 0, f["messages"]
+    assert "OTHERS []" in _outputs(tmp, "f_after_stop")
+
+
+@pytest.fixture
+def server(tmp_path):
+    os.chmod(tmp_path, 0o711)
+    s = ForkServer(tmp_path, limits=sandbox.Limits())
+    yield s
+    s.close()
+
+
+def _kernel(server) -> Kernel:
+    k = Kernel.attach(server.fork(), time.monotonic())
+    k.ready(timeout=30)
+    return k
+
+
+def _run(k: Kernel, code: str) -> str:
+    reply = k.run(code, deadline=time.monotonic() + 20)
+    assert reply.status == "ok", (reply.ename, reply.evalue)
+    return "".join(o.get("text", "") for o in reply.outputs)
+
+
+def test_zygote_alone_kills_and_wipes_everything(server):
+    """reset() by the zygote alone (the kernel is not killed from outside first)."""
+    k = _kernel(server)
+    _run(k, LEAVER.replace("< 60", "< 30") + "\nimport ctypes\nlibc = ctypes.CDLL(None)\n"
+            "print('shm', libc.shmget(1234, 4096, 0o1600))\n")
+    assert server.kernel.alive()
+    server.reset()
+    assert not server.kernel.alive()
+    k2 = _kernel(server)
+    out = _run(k2, LOOK + "print('sysv', open('/proc/sysvipc/shm').read().count('\\n'))")
+    assert "OTHERS []" in out and "PLANTED" not in out and "sysv 1" in out, out
+    k2.stop()
+    k.client.stop_channels()
+
+
+KEYS = r"""
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}[platform.machine()]
+def search(ring):   # KEYCTL_SEARCH
+    return libc.syscall(ctypes.c_long(KEYCTL), ctypes.c_long(10), ctypes.c_long(ring), b"user", b"answers", ctypes.c_long(0))
+"""
+
+
+def test_keys_left_by_a_are_gone_for_b(server):
+    """Kernel keyrings outlive processes: the user (-4), user-session (-5) and session (-3) ones."""
+    k = _kernel(server)
+    out = _run(k, KEYS + "for ring in (-3, -4, -5):\n"
+                      "    print('added', libc.syscall(ctypes.c_long(ADD_KEY), b'user', b'answers', b'x', ctypes.c_long(1), ctypes.c_long(ring)) > 0)\n"
+                      "print('found', [search(r) > 0 for r in (-3, -4, -5)])")
+    assert out.count("added True") == 3 and "found [True, True, True]" in out, out
+    k.stop()
+    server.reset()
+    k2 = _kernel(server)
+    out = _run(k2, KEYS + "print('found', [search(r) > 0 for r in (-3, -4, -5)])")
+    assert "found [False, False, False]" in out, out
+    k2.stop()
+
+
+def test_zygote_is_not_dumpable_nor_traceable(server):
+    k = _kernel(server)
+    out = _run(k, r"""
+import ctypes, os
+z = os.getppid()
+for path in (f"/proc/{z}/mem", f"/proc/{z}/environ", f"/proc/{z}/fd/0"):
+    try:
+        open(path, "rb").read(1)
+        print("OPENED", path)
+    except OSError as err:
+        print("refused", path, type(err).__name__)
+try:
+    print("LISTED", os.listdir(f"/proc/{z}/fd"))
+except OSError:
+    print("refused fd listing")
+libc = ctypes.CDLL(None, use_errno=True)
+print("ptrace", libc.ptrace(16, z, None, None), ctypes.get_errno())   # PTRACE_ATTACH
+print("self ok", os.getuid() == os.stat(f"/proc/{os.getpid()}").st_uid)
+""")
+    assert "OPENED" not in out and "LISTED" not in out and "refused fd listing" in out, out
+    assert "ptrace -1 1" in out, out                                    # EPERM
+    k.stop()
+
+
+def test_memory_counts_the_kernel_not_the_zygote(server):
+    k = _kernel(server)
+    base = k.process.memory()
+    _run(k, "import torch\nhog = torch.ones(64, 1024, 1024)\nhog += 1")
+    grown = k.process.memory()
+    assert grown - base > 200 * 2**20                  # 256 MB of float32 counted
+    zygote = server.zygote.memory_info().rss
+    assert zygote > 100 * 2**20 and k.process.proc.pid != server.zygote.pid
+    assert server.zygote not in k.process._tree()
+    k.stop()
+
+
+def test_pool_replaces_a_dead_server(tmp_path):
+    os.chmod(tmp_path, 0o711)
+    pool = ForkServerPool(tmp_path, workers=1, limits=sandbox.Limits())
+    try:
+        k = pool.acquire()
+        first = k.process.server
+        k.client.execute("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+        deadline = time.monotonic() + 20
+        while first.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not first.alive()
+        k.stop()
+        k2 = pool.acquire()
+        assert k2.process.server is not first and not first.alive()
+        assert _run(k2, "print(6 * 7)").strip() == "42"
+        k2.stop()
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("how", [{"fork_server": False}, {"sandbox": False}], ids=["per-kernel", "no-sandbox"])
+def test_other_kernel_paths_still_grade(tmp_path, course_config, how):
+    """--no-fork-server (a new sandbox per submission) and --no-sandbox keep working."""
+    solved = submissions.solved(A)
+    cases = {"correct": solved, "untouched": submissions.untouched(A),
+             "exits": _after(solved, "corr2d_impl", "import os\nos._exit(0)")}
+    for name, nb in cases.items():
+        path = tmp_path / "subs" / name / A / f"{A}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    opts = autograde.Options(workers=2, timeout=30, out=tmp_path / "out", config_dir=course_config,
+                             progress=False, **how)
+    r = {x["student_id"]: x for x in autograde.autograde(tmp_path / "subs", opts)}
+    assert r["correct"]["status"] == "graded" and r["correct"]["score"] == r["correct"]["max_score"] > 0
+    assert r["untouched"]["status"] == "graded" and r["untouched"]["score"] == 0
+    assert r["exits"]["status"] == "crashed"
