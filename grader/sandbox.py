@@ -138,6 +138,8 @@ def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "JUPYTER_PREFER_ENV_PATH": "1",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         "OMP_NUM_THREADS": "1",
+        # the zygote keeps these on sys.path and out of its wipes, even when they lie under /tmp
+        "CONVLAB_SANDBOX_READ_ONLY": os.pathsep.join(str(p) for p in read_only_paths()),
         "CONVLAB_FAKE_DATA": os.environ.get("CONVLAB_FAKE_DATA", "1"),
     }
     env.update(extra or {})

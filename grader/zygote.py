@@ -85,8 +85,24 @@ def _reap():
             return
 
 
+# The course's read-only binds (Python, the venv, convlab/, data/). When the course itself lives
+# under /tmp they appear inside the private /tmp: they stay on sys.path and are never wiped.
+READ_ONLY = tuple(p for p in os.environ.get("CONVLAB_SANDBOX_READ_ONLY", "").split(os.pathsep) if p)
+
+
+def _in_read_only(path):
+    """Whether `path` is one of the read-only binds or inside one."""
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in READ_ONLY)
+
+
+def _leads_to_read_only(path):
+    """Whether `path` is a folder the sandbox made to hold a read-only bind (e.g. /tmp/course)."""
+    return any(r.startswith(path.rstrip("/") + "/") for r in READ_ONLY)
+
+
 def _wipe(folder):
-    """Remove everything in `folder` (also what its owner made unreadable); True when empty."""
+    """Remove everything in `folder` (also what its owner made unreadable) except the read-only
+    binds and the folders that hold them; True when nothing else is left."""
     def chmod_all(path):
         for root, dirs, _files in os.walk(path, topdown=True, onerror=lambda e: None):
             for d in dirs:
@@ -99,21 +115,29 @@ def _wipe(folder):
         names = os.listdir(folder)
     except OSError:
         return not os.path.isdir(folder)
+    clean = True
     for name in names:
         path = os.path.join(folder, name)
-        if os.path.isdir(path) and not os.path.islink(path):
+        is_dir = os.path.isdir(path) and not os.path.islink(path)
+        if _in_read_only(path):
+            continue
+        if is_dir and _leads_to_read_only(path):
+            clean = _wipe(path) and clean
+        elif is_dir:
             try:
                 os.chmod(path, 0o700)
             except OSError:
                 pass
             chmod_all(path)
             shutil.rmtree(path, ignore_errors=True)
+            clean = clean and not os.path.lexists(path)
         else:
             try:
                 os.unlink(path)
             except OSError:
                 pass
-    return not os.listdir(folder)
+            clean = clean and not os.path.lexists(path)
+    return clean
 
 
 def _sysv_clean():
@@ -228,7 +252,8 @@ def main():
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     ZYGOTE_PID = os.getpid()
     os.chdir("/")
-    sys.path[:] = [p for p in sys.path if p not in ("", ".", "/tmp") and not p.startswith("/tmp/")]
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", "/tmp")
+                   and (not p.startswith("/tmp/") or _in_read_only(p))]
     signal.signal(signal.SIGINT, signal.SIG_DFL)     # a signal from a student kills, no handler
 
     def say(**msg):

@@ -268,3 +268,27 @@ def test_other_kernel_paths_still_grade(tmp_path, course_config, how):
     assert r["correct"]["status"] == "graded" and r["correct"]["score"] == r["correct"]["max_score"] > 0
     assert r["untouched"]["status"] == "graded" and r["untouched"]["score"] == 0
     assert r["exits"]["status"] == "crashed"
+
+
+def test_wipe_spares_the_read_only_course_paths_under_tmp(tmp_path, monkeypatch):
+    """A course cloned under /tmp has its read-only binds inside the sandbox's private /tmp: the
+    zygote's wipe between students must remove everything else and leave those alone."""
+    from grader import zygote
+
+    course = tmp_path / "course"
+    (course / ".venv" / "lib").mkdir(parents=True)
+    (course / ".venv" / "lib" / "site.py").write_text("")
+    (course / "convlab").mkdir()
+    (course / "planted.py").write_text("left by a student")
+    (tmp_path / "answers.txt").write_text("left by a student")
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    monkeypatch.setattr(zygote, "READ_ONLY", (str(course / ".venv"), str(course / "convlab")))
+    assert zygote._wipe(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["course"]
+    assert sorted(p.name for p in course.iterdir()) == [".venv", "convlab"]
+    assert (course / ".venv" / "lib" / "site.py").exists()
+
+
+def test_sandbox_env_names_the_read_only_paths():
+    names = sandbox.kernel_env()["CONVLAB_SANDBOX_READ_ONLY"].split(os.pathsep)
+    assert names == [str(p) for p in sandbox.read_only_paths()] and names
