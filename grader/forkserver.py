@@ -171,19 +171,7 @@ class ForkServer:
 
     def close(self) -> None:
         """SIGKILL the whole sandbox (bubblewrap: its pid namespace dies with it)."""
-        try:
-            procs = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            procs = []
-        for p in [self.proc, *procs]:
-            try:
-                p.send_signal(signal.SIGKILL) if isinstance(p, psutil.Process) else p.kill()
-            except (psutil.Error, ProcessLookupError, OSError):
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        sandbox.kill_tree(self.proc)
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 f.close()

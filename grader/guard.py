@@ -124,7 +124,6 @@ def install(name, key, imports):
 
     snap = take()
     events = shell.events
-    state = {"changed_in_test": []}
 
     def check(fix):
         """The changes since the snapshot; with `fix`, undo them. Never raises."""

@@ -124,6 +124,24 @@ def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
     return cmd
 
 
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and all its descendants, then reap it (for bubblewrap, its whole pid
+    namespace dies with it)."""
+    try:
+        procs = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        procs = []
+    for p in [proc, *procs]:
+        try:
+            p.send_signal(signal.SIGKILL) if isinstance(p, psutil.Process) else p.kill()
+        except (psutil.Error, ProcessLookupError, OSError):
+            pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The kernel's whole environment (the sandbox clears everything else)."""
     env = {
@@ -197,19 +215,7 @@ class SandboxedKernel:
         """SIGKILL everything: bubblewrap, hence its pid namespace (or the plain process tree)."""
         if self.killed is None:
             self.killed = reason
-        try:
-            procs = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            procs = []
-        for p in [self.proc, *procs]:
-            try:
-                p.send_signal(signal.SIGKILL) if isinstance(p, psutil.Process) else p.kill()
-            except (psutil.Error, ProcessLookupError, OSError):
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_tree(self.proc)
         _MONITOR.forget(self)
 
     def cleanup(self) -> None:
