@@ -224,14 +224,8 @@ class ForkedKernel(SandboxedKernel):
         self.server.kernel = None
 
     def memory(self) -> int:
-        procs = self._tree()
-        try:
-            rss = sum(p.memory_info().rss for p in procs)
-            if rss <= self.limits.memory:
-                return rss
-            return sum(p.memory_full_info().pss for p in procs)
-        except psutil.Error:
-            return 0
+        """Memory of the kernel's process tree, not the zygote's (see `sandbox.tree_memory`)."""
+        return sandbox.tree_memory(self._tree(), self.limits.memory)
 
 
 class ForkServerPool:

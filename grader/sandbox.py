@@ -224,17 +224,24 @@ class SandboxedKernel:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def memory(self) -> int:
-        """Memory of the whole process tree: the sum of RSS, which counts pages shared by forked
-        processes once per process; when that is over the limit, the exact figure (sum of PSS)."""
+        """Memory of the whole process tree (see `tree_memory`)."""
         try:
             root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
-            rss = sum(p.memory_info().rss for p in procs)
-            if rss <= self.limits.memory:
-                return rss
-            return sum(p.memory_full_info().pss for p in procs)
+            return tree_memory([root, *root.children(recursive=True)], self.limits.memory)
         except psutil.Error:
             return 0
+
+
+def tree_memory(procs: list[psutil.Process], limit: int) -> int:
+    """The sum of RSS, which counts pages shared by forked processes once per process; when that
+    is over `limit`, the exact figure (sum of PSS). 0 if the processes are gone."""
+    try:
+        rss = sum(p.memory_info().rss for p in procs)
+        if rss <= limit:
+            return rss
+        return sum(p.memory_full_info().pss for p in procs)
+    except psutil.Error:
+        return 0
 
 
 def start_kernel(scratch: Path, *, sandbox: bool = True, limits: Limits | None = None) -> SandboxedKernel:
