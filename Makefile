@@ -1,7 +1,10 @@
 # convlab: `make lab` to learn, `make test` to check everything.
-# Every target creates .venv first if it is missing (pinned versions from requirements.txt).
+# Every target creates .venv first if it is missing (pinned versions from requirements.txt, the lock
+# compiled from requirements.in by `make lock`). `make venv TORCH=cpu`: CPU-only PyTorch on Linux.
 
 PYTHON ?= python3
+TORCH  ?= default
+UV     ?= uv
 VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
 # nbgrader runs `alembic` from PATH, and Jupyter must find this environment's kernel first.
@@ -12,13 +15,30 @@ TEST_ENV := CONVLAB_FAKE_DATA=1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test release venv clean-venv grader-deps autograde
+.PHONY: lab test test-fast release venv clean-venv grader-deps autograde lock
+
+# One line saying which Python is needed when the one found is too old (or newer than tested).
+PY_CHECK := from __future__ import print_function; import sys; v = sys.version_info[:2]; \
+	sys.exit("convlab needs Python 3.11, 3.12 or 3.13, but %s is Python %s: install one and run e.g. " \
+	"make PYTHON=python3.12 (and delete .venv if it was made with the old one)" % (sys.executable, sys.version.split()[0])) \
+	if v < (3, 11) else print("warning: Python %d.%d is newer than tested (3.11-3.13)" % v) if v > (3, 13) else None
 
 venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "convlab needs Python 3.11, 3.12 or 3.13: '$(PYTHON)' was not found (make PYTHON=/path/to/python3.12)" >&2; exit 1; }
+	@$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -c '$(PY_CHECK)'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "'$(PYTHON) -m venv' failed: on Debian/Ubuntu install python3-venv (sudo apt-get install python3-venv)" >&2; exit 1; }
+ifeq ($(TORCH),cpu)
+	@# PyTorch's CPU-only wheels (~200 MB instead of ~5 GB with CUDA); the lock's CUDA packages are left out.
+	$(BIN)/python -m pip install --quiet --index-url https://download.pytorch.org/whl/cpu \
+		$$(grep -oE '^torch(vision)?==[^ ;]+' requirements.txt)
+	grep -vE '^(nvidia-|cuda-|triton)' requirements.txt > $(VENV)/requirements-cpu.txt
+	$(BIN)/python -m pip install --quiet --requirement $(VENV)/requirements-cpu.txt
+else
 	$(BIN)/python -m pip install --quiet --requirement requirements.txt
+endif
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (convlab)" >/dev/null
 	@touch $@
@@ -43,10 +63,27 @@ grader-deps:
 autograde: $(STAMP) grader-deps
 	$(BIN)/python -m grader autograde $(SUBMISSIONS)
 
-## Run every test: unit tests, release-in-sync, nbval on solutions, student versions, grading pipeline.
+## Run every test: unit tests, doctests of convlab, release-in-sync, nbval on solutions, student
+## versions, grading pipeline, sandbox and hostile catalog (as root, also as an unprivileged user).
 test: $(STAMP) grader-deps
-	$(TEST_ENV) $(BIN)/python -m pytest tests solutions --nbval --nbval-current-env \
+	$(TEST_ENV) $(BIN)/python -m pytest tests convlab solutions --nbval --nbval-current-env \
 		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider
+
+## The quick tests only (no sandbox, hostile catalog, fork server, nbval, pipeline, e2e): under a minute.
+test-fast: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest tests convlab -m "not slow" -p no:cacheprovider
+
+## Recompile requirements.txt from requirements.in (needs uv: `pip install uv`), then check that the
+## lock installs on Linux (x86_64, aarch64) and macOS 14+ (Apple silicon) for Python 3.11-3.13.
+lock:
+	$(UV) pip compile --universal --python-version 3.11 --annotation-style line \
+		--custom-compile-command "make lock" --output-file requirements.txt requirements.in
+	@for platform in x86_64-manylinux_2_28 aarch64-manylinux_2_28 aarch64-apple-darwin; do \
+		for python in 3.11 3.12 3.13; do \
+			MACOSX_DEPLOYMENT_TARGET=14.0 $(UV) pip install --dry-run --quiet --target $(VENV)/lock-check \
+				--python-platform $$platform --python-version $$python --requirement requirements.txt \
+			&& echo "installs on $$platform, Python $$python" || exit 1; \
+		done; done
 
 ## Regenerate notebooks/ (student versions) from solutions/ with nbgrader.
 release: $(STAMP)

@@ -1,42 +1,137 @@
-"""The install files agree: environment.yml (conda) installs exactly the pinned requirements.txt."""
+"""The install files agree with each other and with what is installed.
+
+requirements.in (direct needs) -> requirements.txt (the lock, `make lock`) -> .venv (`make venv`);
+pyproject.toml declares the same direct needs; environment.yml (conda) installs the lock.
+"""
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
-DIRECT = ["torch", "torchvision", "jupyterlab", "matplotlib", "nbgrader", "pytest", "nbval",
-          "ipywidgets", "tqdm", "nbclient", "nbformat", "ipykernel"]
 
 
-def _pins() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+def _direct() -> dict[str, Requirement]:
+    """requirements.in: name -> requirement."""
+    reqs = {}
+    for line in (ROOT / "requirements.in").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
-            name, sep, version = line.partition("==")
-            assert sep, f"requirements.txt: {line!r} is not pinned with =="
-            pins[name.lower().replace("_", "-")] = version
+            req = Requirement(line)
+            reqs[canonicalize_name(req.name)] = req
+    return reqs
+
+
+def _lock() -> list[tuple[str, Version, Marker | None, str]]:
+    """requirements.txt: (name, pinned version, marker, `# via` note) for every line."""
+    pins = []
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        spec, _, note = line.partition("#")
+        spec = spec.strip()
+        if not spec:
+            continue
+        req = Requirement(spec)
+        [pin] = list(req.specifier)
+        assert pin.operator == "==", f"requirements.txt: {line!r} is not pinned with =="
+        pins.append((canonicalize_name(req.name), Version(pin.version), req.marker, note))
     return pins
 
 
-@pytest.mark.parametrize("package", DIRECT)
-def test_direct_needs_are_pinned_and_installed(package):
-    pins = _pins()
-    assert package in pins, f"{package} is missing from requirements.txt"
-    assert metadata.version(package) == pins[package], (
-        f"{package} {metadata.version(package)} is installed but requirements.txt pins {pins[package]}; "
+def _pinned_here() -> dict[str, Version]:
+    """The lock's pins that apply to this machine and Python."""
+    return {name: version for name, version, marker, _ in _lock() if marker is None or marker.evaluate()}
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_direct_need_is_locked_at_a_version_it_allows():
+    locked: dict[str, list[Version]] = {}
+    for name, version, _, note in _lock():
+        locked.setdefault(name, []).append(version)
+    for name, req in _direct().items():
+        assert name in locked, f"{name} is in requirements.in but not in requirements.txt: run `make lock`"
+        for version in locked[name]:
+            assert req.specifier.contains(version, prereleases=True), (
+                f"requirements.txt pins {name}=={version}, which requirements.in ({req}) excludes: "
+                "run `make lock`")
+
+
+def test_the_lock_lists_no_stale_direct_needs():
+    direct = set(_direct())
+    marked = {name for name, _, _, note in _lock() if "-r requirements.in" in note}
+    assert marked == direct, (f"requirements.txt is not compiled from this requirements.in "
+                              f"(only in the lock: {sorted(marked - direct)}, only in requirements.in: "
+                              f"{sorted(direct - marked)}): run `make lock`")
+
+
+def test_the_lock_is_universal_cuda_only_on_linux():
+    """A `pip freeze` of one machine would pin CUDA wheels for everyone; the lock must mark them."""
+    cuda = [(name, marker) for name, _, marker, _ in _lock() if re.match(r"(nvidia-|cuda-|triton)", name)]
+    assert cuda, "torch's CUDA dependencies are expected in the lock (for Linux)"
+    for name, marker in cuda:
+        assert marker is not None and "sys_platform == 'linux'" in str(marker), (
+            f"{name} is in the lock without a Linux-only marker: macOS would try to install it")
+        assert not marker.evaluate({"sys_platform": "darwin", "platform_system": "Darwin",
+                                    "platform_machine": "arm64"}), name
+
+
+def test_pyproject_declares_the_direct_needs_like_requirements_in():
+    project = _pyproject()["project"]
+    declared = list(project["dependencies"])
+    for group, items in project["optional-dependencies"].items():
+        declared += [i for i in items if not i.startswith("convlab")]
+    direct = _direct()
+    for item in declared:
+        req = Requirement(item)
+        name = canonicalize_name(req.name)
+        assert name in direct, f"pyproject.toml declares {item!r}, which requirements.in lacks"
+        assert req.specifier == direct[name].specifier, (
+            f"pyproject.toml says {item!r} but requirements.in says {direct[name]}")
+    names = {canonicalize_name(Requirement(i).name) for i in declared}
+    imported = {"torch", "torchvision", "numpy", "pillow", "matplotlib", "matplotlib-inline", "ipython",
+                "ipywidgets", "nbgrader", "nbclient", "nbformat", "ipykernel", "jupyter-client", "pyzmq",
+                "traitlets", "psutil", "tqdm"}
+    assert imported <= names, f"imported directly but not declared: {sorted(imported - names)}"
+    assert {"convlab", "grader"} <= set(_pyproject()["tool"]["setuptools"]["packages"])
+
+
+@pytest.mark.parametrize("package", sorted(_direct()))
+def test_direct_needs_are_installed_at_the_locked_version(package):
+    pins = _pinned_here()
+    if package not in pins:
+        pytest.skip(f"{package} is not for this platform")
+    installed = Version(metadata.version(package))
+    # compare public versions: `make venv TORCH=cpu` installs e.g. 2.14.1+cpu for a pinned 2.14.1
+    assert Version(installed.public) == pins[package], (
+        f"{package} {installed} is installed but requirements.txt pins {pins[package]}; "
         "re-run `make venv` (delete .venv/.installed first)")
 
 
-def test_environment_yml_installs_the_requirements_and_this_python():
-    text = (ROOT / "environment.yml").read_text()
-    assert re.search(r"^\s*- -r requirements\.txt\s*$", text, re.M), "environment.yml must install requirements.txt"
-    assert re.search(r"^\s*- -e \.\s*$", text, re.M), "environment.yml must install convlab (-e .)"
-    python = re.search(r"^\s*- python=(\d+\.\d+)\s*$", text, re.M)
-    assert python, "environment.yml must pin python=X.Y"
-    assert python.group(1) == f"{sys.version_info.major}.{sys.version_info.minor}"
+def _lower(spec: str) -> str:
+    return re.search(r">=\s*(\d+\.\d+)", spec).group(1)
+
+
+def test_the_python_versions_agree():
+    """environment.yml, pyproject.toml, the lock's compile command and the Makefile's check all
+    say the same lowest Python (and the README says it too)."""
+    env = (ROOT / "environment.yml").read_text()
+    assert re.search(r"^\s*- -r requirements\.txt\s*$", env, re.M), "environment.yml must install requirements.txt"
+    assert re.search(r"^\s*- -e \.\s*$", env, re.M), "environment.yml must install convlab (-e .)"
+    python = re.search(r"^\s*- python\s*([<>=,.\d\s]+)$", env, re.M)
+    assert python, "environment.yml must give the Python versions (python>=X.Y,<X.Z)"
+    lowest = _lower(_pyproject()["project"]["requires-python"])
+    assert _lower(python.group(1)) == lowest
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(rf"pip compile --universal --python-version {re.escape(lowest)}\b", makefile)
+    assert f"v < ({lowest.replace('.', ', ')})" in makefile
+    assert f"Python {lowest}" in (ROOT / "README.md").read_text()
