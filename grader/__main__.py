@@ -1,4 +1,9 @@
-"""Command line of the grading tools: `python -m grader --help`."""
+"""Command line of the grading tools: `python -m grader --help`.
+
+Exit codes of `autograde`: 0 every submission got a grade row; 1 the run could not start (the
+message says why); 3 some submissions were not graded because the grader failed (status
+`error`): run the same command again.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +12,10 @@ import sys
 from pathlib import Path
 
 from . import autograde, execute, feedback, release
-from .course import CONFIG
+from .course import CONFIG, use_this_environment
+
+EXIT_CANNOT_RUN = 1      # the run could not start (the message says what to fix)
+EXIT_NOT_GRADED = 3      # some submissions were not graded: the grader failed (status error)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dest", type=Path, default=None,
                    help="where <student>/<assignment>.html go (default: OUT/feedback)")
     args = parser.parse_args(argv)
+    use_this_environment()
 
     if args.command == "autograde":
         try:
@@ -61,16 +70,38 @@ def main(argv: list[str] | None = None) -> int:
                                  fork_server=not args.no_fork_server, config_dir=args.config_dir,
                                  db_url=args.db_url, progress=not args.no_progress,
                                  assignments=tuple(args.assignment))
-        results = autograde.autograde(args.submissions, opts)
+        try:
+            results = autograde.autograde(args.submissions, opts)
+        except autograde.AutogradeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
         counts = {}
         for r in results:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         print(f"{len(results)} rows written to {opts.out / 'grades.csv'}: "
               + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        if counts.get("error"):
+            failed = [r for r in results if r["status"] == "error"]
+            print(f"error: {len(failed)} submission(s) NOT graded because the grader failed (status error, "
+                  "not the students' fault); run the same command again to grade them:", file=sys.stderr)
+            for r in failed[:10]:
+                print(f"  {r['student_id']}/{r['assignment']}: {'; '.join(r['messages'])[:300]}", file=sys.stderr)
+            if len(failed) > 10:
+                print(f"  ... and {len(failed) - 10} more (status error in grades.csv)", file=sys.stderr)
+            return EXIT_NOT_GRADED
         return 0
     if args.command == "feedback":
-        written = feedback.write_feedback(args.out, args.dest)
+        try:
+            written, skipped = feedback.write_feedback(args.out, args.dest)
+        except feedback.NoResults as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
         print(f"wrote {len(written)} feedback files" + (f" under {written[0].parent.parent}" if written else ""))
+        if skipped:
+            print(f"warning: no feedback for {len(skipped)} submission(s) the last run could not grade "
+                  f"(status error): {', '.join(skipped[:10])}; run autograde again, then feedback",
+                  file=sys.stderr)
+            return EXIT_NOT_GRADED
         return 0
     names = getattr(args, "assignments", None) or None
     if args.command == "release":

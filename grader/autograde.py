@@ -18,9 +18,13 @@ from:
 Outputs, all under --out (default grader/):
 
 * results/<student>/<assignment>/<key>.json: one file per graded submission, written atomically
-  (os.replace); <key> hashes the submission's bytes, its source notebook, the grader version and
-  the limits. A re-run skips what already has a result; a run killed at any moment and started
-  again loses and duplicates nothing.
+  (os.replace); <key> hashes the submission (the notebook and the files beside it), the
+  assignment's source notebook and release (its tests), the grader's own code (grader/*.py and
+  convlab/*.py, `code_fingerprint`), the versions of the packages that run it and the limits. A
+  re-run skips what already has a result, and re-grades when any of those changed; a run killed at
+  any moment and started again loses and duplicates nothing.
+* last-run.json: which result file each row of the last run came from (the key of the last
+  run, which `python -m grader feedback` uses), rebuilt with the tables.
 * grades.csv (student_id,assignment,score,max_score,status) and cells.csv (one row per graded
   cell: score and failure message), rebuilt atomically from the result files.
 * autograded/<student>/<assignment>/<assignment>.ipynb: the executed notebook.
@@ -28,12 +32,20 @@ Outputs, all under --out (default grader/):
   nbgrader's own SaveAutoGrades, before the result file is written (so a crash in between only
   means the submission is graded again).
 
-Status: graded | timeout | crashed | memory | tampered | invalid | missing. Anything but
+Status: graded | timeout | crashed | memory | tampered | invalid | missing | error. Anything but
 `graded` means the score is not a plain grade (partial points earned before the failure).
+`error` is the grader's own failure, never the student's (no kernel could be started, the fork
+server did not come up, an exception in the grader): it is not cached (its result file is
+<key>.error.json, which no later run reuses), not written to the gradebook, and graded again by
+the next run; `python -m grader autograde` then exits with status 3.
+
+Library functions raise (`AutogradeError` for a run that cannot start, with what to fix); only
+grader/__main__.py turns errors into exit codes.
 """
 from __future__ import annotations
 
 import csv
+import functools
 import warnings
 import hashlib
 import io
@@ -48,6 +60,7 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import nbformat
@@ -57,16 +70,19 @@ from nbgrader.preprocessors import SaveAutoGrades
 from tqdm import tqdm
 
 from . import integrity
-from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook
+from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook, use_this_environment
 from .forkserver import ForkServerPool
 from .kernel import Kernel, KernelDied, OutputBudget
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
-GRADER_VERSION = "1"
-STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing")
+STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing", "error")
 EXTRA_FILES_LIMIT = 8 * 2**20
+# The code whose change re-grades everything (`code_fingerprint`), and the packages whose versions do.
+CODE_FOLDERS = (ROOT / "grader", ROOT / "convlab")
+PACKAGES = ("torch", "numpy", "nbgrader", "nbformat", "ipykernel", "jupyter_client")
+# KernelDied reasons -> status. "grader": the grader failed before the student's code ran.
 DEATH_STATUS = {"timeout": "timeout", "memory": "memory", "disk": "memory", "flood": "crashed",
-                "crashed": "crashed", "killed": "crashed"}
+                "crashed": "crashed", "killed": "crashed", "grader": "error"}
 DEATH_MESSAGE = {
     "timeout": "the notebook ran out of time ({timeout:g} s for the whole notebook)",
     "memory": "the notebook used more memory than allowed ({memory})",
@@ -74,7 +90,17 @@ DEATH_MESSAGE = {
     "flood": "the notebook printed too much output",
     "crashed": "the kernel stopped (sys.exit, os._exit, a crash or a killed process)",
     "killed": "the kernel was stopped",
+    "grader": "the grader failed (not the submission's fault); the next run grades it again",
 }
+
+
+class AutogradeError(Exception):
+    """The run cannot start (a wrong folder or assignment, no sandbox); the message says what to fix."""
+
+
+class GraderError(Exception):
+    """The grader failed on one submission through no fault of the submission (no kernel could be
+    started, the fork server did not come up): that submission gets status `error`."""
 
 
 @dataclass
@@ -150,8 +176,8 @@ def roster(submissions: Path, wanted: tuple[str, ...] = ()) -> list[str]:
     course = sorted(p.parent.name for p in SOLUTIONS.glob("*/*.ipynb") if p.stem == p.parent.name)
     unknown = sorted(set(wanted) - set(course))
     if unknown:
-        raise SystemExit(f"error: {', '.join(unknown)} not an assignment of this course "
-                         f"(solutions/ has {', '.join(course)})")
+        raise AutogradeError(f"{', '.join(unknown)} not an assignment of this course "
+                             f"(solutions/ has {', '.join(course)})")
     if wanted:
         return sorted(wanted)
     found = {a for a in course for s in Path(submissions).iterdir() if (s / a).is_dir()}
@@ -179,10 +205,33 @@ def discover(submissions: Path, assignments: list[str]) -> tuple[list[Job], list
     return jobs, warnings
 
 
-def job_key(job: Job, opts: Options) -> str:
+@functools.cache
+def code_fingerprint(folders: tuple[Path, ...] = CODE_FOLDERS) -> str:
+    """A hash of the grader's own code: every *.py (and nbgrader/nbval config) in `folders`, by
+    relative path and content, and the versions of the packages in PACKAGES. Computed once per
+    process (the code does not change while it runs)."""
     h = hashlib.sha256()
-    h.update(f"{GRADER_VERSION}|{opts.timeout}|{opts.memory}|{opts.sandbox}|{job.status}".encode())
+    for folder in folders:
+        for f in sorted(folder.glob("*")):
+            if f.is_file() and f.suffix in (".py", ".cfg"):
+                h.update(f"{folder.name}/{f.name}\0".encode())
+                h.update(hashlib.sha256(f.read_bytes()).digest())
+    for package in PACKAGES:
+        try:
+            h.update(f"{package}=={metadata.version(package)}\0".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"{package} missing\0".encode())
+    return h.hexdigest()
+
+
+def job_key(job: Job, opts: Options) -> str:
+    """The submission, the assignment's tests (source notebook and release), the grader's code and
+    the limits: a result is reused only when none of them changed."""
+    h = hashlib.sha256()
+    h.update(f"{code_fingerprint()}|{opts.timeout}|{opts.memory}|{opts.sandbox}|{job.status}".encode())
     h.update(source_notebook(job.assignment).read_bytes())
+    release = student_notebook(job.assignment)
+    h.update(release.read_bytes() if release.is_file() else b"<generated release>")
     if job.path.is_file():
         h.update(job.path.read_bytes())
         for f in sorted(job.path.parent.rglob("*")):
@@ -194,8 +243,22 @@ def job_key(job: Job, opts: Options) -> str:
     return h.hexdigest()[:24]
 
 
-def result_path(out: Path, job: Job) -> Path:
-    return out / "results" / job.student / job.assignment / f"{job.key}.json"
+def result_path(out: Path, job: Job, status: str = "") -> Path:
+    """Where the result of `job` is kept; a result with status `error` gets its own name, which no
+    later run reuses (so it is graded again)."""
+    suffix = ".error.json" if status == "error" else ".json"
+    return out / "results" / job.student / job.assignment / f"{job.key}{suffix}"
+
+
+LAST_RUN = "last-run.json"
+
+
+def write_last_run(out: Path, jobs: list[Job], results: list[dict]) -> None:
+    """last-run.json: the result file of every row of this run (what feedback shows)."""
+    rows = [{"student_id": j.student, "assignment": j.assignment, "key": j.key,
+             "file": str(result_path(out, j, r["status"]).relative_to(out / "results"))}
+            for j, r in zip(jobs, results)]
+    write_atomic(out / LAST_RUN, json.dumps(rows, indent=1))
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -402,9 +465,12 @@ def _cell_results(nb) -> list[dict]:
 
 
 def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options, max_scores: dict) -> dict:
-    """Save grades to the gradebook (nbgrader's SaveAutoGrades), then the result file."""
-    cells = _cell_results(job.nb) if job.nb is not None else []
-    if job.status in ("invalid", "missing"):
+    """Save grades to the gradebook (nbgrader's SaveAutoGrades), then the result file. A grader
+    error (`died == "grader"`) goes to neither the gradebook nor the autograded notebooks, and its
+    result file is never reused. If saving fails, the submission gets status `error` (the
+    grader's failure) and the run goes on."""
+    cells = _cell_results(job.nb) if job.nb is not None and died != "grader" else []
+    if job.status in ("invalid", "missing", "error"):
         status = job.status
     elif died:
         status = DEATH_STATUS.get(died, "crashed")
@@ -412,12 +478,16 @@ def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options
         status = "tampered"
     else:
         status = "graded"
-    if job.nb is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
-            _save_to_gradebook(job, db_url)
-        dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
-        write_atomic(dest, nbformat.writes(job.nb))
+    if job.nb is not None and status != "error":
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
+                _save_to_gradebook(job, db_url)
+            dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
+            write_atomic(dest, nbformat.writes(job.nb))
+        except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
+            status, died, cells = "error", "grader", []
+            job.message = f"could not record the grade: {type(err).__name__}: {err}"
     messages = list(job.findings)
     if job.message:
         messages.insert(0, job.message)
@@ -430,7 +500,7 @@ def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options
         "max_score": sum(c["max_score"] for c in cells) if cells else max_scores[job.assignment],
         "messages": messages, "cells": cells, "timings": timings,
     }
-    write_atomic(result_path(opts.out, job), json.dumps(result, indent=1))
+    write_atomic(result_path(opts.out, job, status), json.dumps(result, indent=1))
     return result
 
 
@@ -481,15 +551,17 @@ def write_tables(out: Path, results: list[dict]) -> None:
 # the whole run
 
 def autograde(submissions: Path, opts: Options) -> list[dict]:
-    """Grade every submission under `submissions`; return one result per student × assignment."""
+    """Grade every submission under `submissions`; return one result per student × assignment.
+    Raises AutogradeError when the run cannot start."""
+    use_this_environment()          # nbgrader's Gradebook runs `alembic` from PATH
     submissions = Path(submissions)
     if not submissions.is_dir():
-        raise SystemExit(f"{submissions} is not a folder of <student>/<assignment>/<assignment>.ipynb")
+        raise AutogradeError(f"{submissions} is not a folder of <student>/<assignment>/<assignment>.ipynb")
     if opts.sandbox:
         try:
             check_sandbox()
         except SandboxUnavailable as err:
-            raise SystemExit(f"error: {err}") from None
+            raise AutogradeError(str(err)) from None
     coursedir = course_config(opts.config_dir)
     db_url = opts.db_url or coursedir.db_url
     opts.out = Path(opts.out)
@@ -507,8 +579,10 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
         path = result_path(opts.out, job)
         if path.exists():
             try:
-                results[(job.student, job.assignment)] = json.loads(path.read_text())
-                continue
+                cached = json.loads(path.read_text())
+                if cached.get("status") != "error":
+                    results[(job.student, job.assignment)] = cached
+                    continue
             except ValueError:
                 pass
         todo.append(job)
@@ -555,7 +629,10 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
             pool = KernelPool(scratch, opts, len(runnable))
 
         def work(job: Job):
-            kernel = pool.acquire()
+            try:
+                kernel = pool.acquire()
+            except Exception as err:  # noqa: BLE001 - no student code has run: the grader's fault
+                raise GraderError(f"no kernel could be started for it ({type(err).__name__}: {err})") from err
             return execute(job, kernel, imports[job.assignment], opts)
 
         try:
@@ -568,9 +645,10 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
                         job = futures[fut]
                         try:
                             died, timings = fut.result()
-                        except Exception as err:  # noqa: BLE001 - a grader failure is reported, not hidden
-                            died, timings = "crashed", {}
-                            job.findings.append(f"grader error: {type(err).__name__}: {err}")
+                        except Exception as err:  # noqa: BLE001 - the grader's failure, not the student's
+                            died, timings = "grader", {}
+                            detail = str(err) if isinstance(err, GraderError) else f"{type(err).__name__}: {err}"
+                            job.message = (job.message + "; " if job.message else "") + f"grader error: {detail}"
                         results[(job.student, job.assignment)] = record(job, died, timings, db_url, opts, max_scores)
                         bar.update()
         finally:
@@ -582,6 +660,7 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
     bar.close()
     ordered = [results[(j.student, j.assignment)] for j in jobs]
     write_tables(opts.out, ordered)
+    write_last_run(opts.out, jobs, ordered)
     return ordered
 
 

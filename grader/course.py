@@ -25,6 +25,16 @@ def student_notebook(assignment: str) -> Path:
     return NOTEBOOKS / assignment / f"{assignment}.ipynb"
 
 
+def use_this_environment() -> None:
+    """Put this Python's bin/ first on PATH, in this process: nbgrader's Gradebook runs `alembic`
+    from PATH when it creates a gradebook, so the grader works when started by its full path
+    (`.venv/bin/python -m grader ...`) from any directory, without an activated venv."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if path.split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = bindir + os.pathsep + path if path else bindir
+
+
 def tool_env(**extra: str) -> dict[str, str]:
     """The environment for nbgrader and kernels: this Python's bin/ first on PATH (nbgrader runs
     `alembic` from PATH), this environment's kernel preferred, the offline data stand-in on,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from .autograde import write_atomic
+from .autograde import LAST_RUN, write_atomic
 from .course import student_notebook
 
 HIDDEN = re.compile(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.S)
@@ -26,7 +26,12 @@ STATUS_TEXT = {
     "tampered": "flagged: tests or the grading machinery were changed; graded with the original tests",
     "invalid": "not a readable notebook",
     "missing": "not handed in",
+    "error": "not graded yet: the grader failed (not your fault)",
 }
+
+
+class NoResults(Exception):
+    """There is no autograde run to give feedback on (the message says what to run)."""
 
 
 def visible_source(source: str) -> str:
@@ -34,14 +39,15 @@ def visible_source(source: str) -> str:
 
 
 def latest_results(out: Path) -> list[dict]:
-    """The newest result of each student × assignment under out/results/."""
-    results = []
+    """The result of each student × assignment in the last autograde run: the files that
+    OUT/last-run.json names (the key of that run, so a student who went back to an earlier
+    submission gets the feedback of that one, as in grades.csv)."""
     base = Path(out) / "results"
-    for folder in sorted(p for p in base.glob("*/*") if p.is_dir()):
-        files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        if files:
-            results.append(json.loads(files[-1].read_text()))
-    return results
+    manifest = Path(out) / LAST_RUN
+    if not manifest.is_file():
+        raise NoResults(f"no autograde run found in {out} (no {LAST_RUN}): "
+                        f"run `python -m grader autograde SUBMISSIONS --out {out}` first")
+    return [json.loads((base / row["file"]).read_text()) for row in json.loads(manifest.read_text())]
 
 
 def render(result: dict, tests: dict[str, str]) -> str:
@@ -72,14 +78,20 @@ pre{{background:#f6f8fa;padding:.5em;white-space:pre-wrap}}</style></head><body>
 """
 
 
-def write_feedback(out: Path, dest: Path | None = None) -> list[Path]:
-    """Write dest/<student>/<assignment>.html (dest defaults to out/feedback); return the files."""
+def write_feedback(out: Path, dest: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Write dest/<student>/<assignment>.html (dest defaults to out/feedback) for the last run;
+    return (the files written, "<student>/<assignment>" of the rows that run could not grade,
+    status `error`: they get no page, and an older page of theirs is removed)."""
     out = Path(out)
     dest = Path(dest) if dest else out / "feedback"
     tests_by_assignment: dict[str, dict[str, str]] = {}
-    written = []
+    written, skipped = [], []
     for result in latest_results(out):
         a = result["assignment"]
+        if result["status"] == "error":
+            skipped.append(f"{result['student_id']}/{a}")
+            (dest / result["student_id"] / f"{a}.html").unlink(missing_ok=True)
+            continue
         if a not in tests_by_assignment:
             tests = {}
             path = student_notebook(a)
@@ -92,4 +104,4 @@ def write_feedback(out: Path, dest: Path | None = None) -> list[Path]:
         target = dest / result["student_id"] / f"{a}.html"
         write_atomic(target, render(result, tests_by_assignment[a]))
         written.append(target)
-    return written
+    return written, skipped

@@ -1,13 +1,19 @@
-"""grader/autograde.py: discovery, sizes, result files, tables, idempotence and restart."""
+"""grader/autograde.py: discovery, sizes, result files, tables, idempotence and restart, the
+cache key, grader errors (status `error`), and the command line's exit codes."""
 from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
 
-from grader import autograde, submissions
+from grader import __main__ as cli
+from grader import autograde, feedback, submissions
+from grader.course import ROOT
 
 A = "01_cross_correlation"
 
@@ -44,7 +50,7 @@ def test_roster_is_the_assignments_found_unless_named(tmp_path):
     (tmp_path / "bob" / "not_a_lesson").mkdir(parents=True)
     assert autograde.roster(tmp_path) == [A, "02_edge_detection"]
     assert autograde.roster(tmp_path, ("03_learning_a_kernel",)) == ["03_learning_a_kernel"]
-    with pytest.raises(SystemExit, match="lesson_99 not an assignment of this course"):
+    with pytest.raises(autograde.AutogradeError, match="lesson_99 not an assignment of this course"):
         autograde.roster(tmp_path, ("lesson_99",))
 
 
@@ -102,3 +108,163 @@ def test_rerun_is_idempotent_and_restart_completes(tmp_path, course_config):
     rows = list(csv.DictReader(open(tmp_path / "out" / "grades.csv")))
     assert sorted((r["student_id"], r["status"]) for r in rows) == [("ann", "graded"), ("bob", "invalid")]
     assert json.loads(ann.read_text())["status"] == "graded"
+
+
+def _job(tmp_path, nb=None):
+    path = tmp_path / "ann" / A / f"{A}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb or submissions.untouched(A), path)
+    return autograde.Job("ann", A, path)
+
+
+def test_job_key_follows_the_tests_and_the_grader_code(tmp_path, monkeypatch):
+    job, opts = _job(tmp_path), autograde.Options()
+    k1 = autograde.job_key(job, opts)
+    # a changed test (the source notebook)
+    source = tmp_path / "source.ipynb"
+    source.write_bytes(autograde.source_notebook(A).read_bytes() + b" ")
+    monkeypatch.setattr(autograde, "source_notebook", lambda a: source)
+    assert autograde.job_key(job, opts) != k1
+    monkeypatch.undo()
+    assert autograde.job_key(job, opts) == k1
+    # changed grader code
+    monkeypatch.setattr(autograde, "code_fingerprint", lambda: "another grader")
+    assert autograde.job_key(job, opts) != k1
+
+
+def test_code_fingerprint_covers_every_module(tmp_path):
+    grader, convlab = tmp_path / "grader", tmp_path / "convlab"
+    for folder in (grader, convlab):
+        folder.mkdir()
+        (folder / "a.py").write_text("x = 1\n")
+    (grader / "notes.txt").write_text("not code")
+    f0 = autograde.code_fingerprint((grader, convlab))
+    (grader / "notes.txt").write_text("still not code")
+    assert autograde.code_fingerprint.__wrapped__((grader, convlab)) == f0
+    (convlab / "a.py").write_text("x = 2\n")
+    f1 = autograde.code_fingerprint.__wrapped__((grader, convlab))
+    assert f1 != f0
+    (grader / "b.py").write_text("")
+    assert autograde.code_fingerprint.__wrapped__((grader, convlab)) not in (f0, f1)
+    # the real one hashes this repository's grader/ and convlab/
+    assert autograde.CODE_FOLDERS == (ROOT / "grader", ROOT / "convlab")
+
+
+class _BrokenPool:
+    """A fork server pool whose sandboxes never come up (the grader's fault, not the student's)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def acquire(self):
+        raise RuntimeError("the zygote did not start cleanly: simulated")
+
+    def close(self):
+        pass
+
+
+def _subs(tmp_path, **notebooks):
+    subs = tmp_path / "subs"
+    for student, content in notebooks.items():
+        path = subs / student / A / f"{A}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content) if isinstance(content, bytes) else nbformat.write(content, path)
+    return subs
+
+
+@pytest.mark.slow
+def test_a_grader_failure_is_an_error_never_cached_and_graded_next_run(tmp_path, course_config, monkeypatch):
+    """A fork server that cannot start: status `error` (not the student's `crashed`), nothing in
+    the gradebook, exit code 3; the next run grades it (with a working pool), the invalid
+    submission beside it is reused from the cache."""
+    subs = _subs(tmp_path, erin=submissions.untouched(A), bob=b"{broken")
+    out = tmp_path / "out"
+    argv = ["autograde", str(subs), "--out", str(out), "--config-dir", str(course_config),
+            "--workers", "1", "--no-progress", "--no-sandbox"]
+    monkeypatch.setattr(autograde, "KernelPool", _BrokenPool)
+    assert cli.main(argv) == cli.EXIT_NOT_GRADED
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    assert (rows["erin"]["status"], rows["bob"]["status"]) == ("error", "invalid")
+    erin = out / "results" / "erin" / A
+    [error_file] = erin.iterdir()
+    assert error_file.name.endswith(".error.json")
+    result = json.loads(error_file.read_text())
+    assert "the grader failed" in result["messages"][0] and "simulated" in " ".join(result["messages"])
+    assert not (out / "autograded" / "erin").exists()
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course_config}/gradebook.db") as gb:
+        assert "erin" not in [s.id for s in gb.students]
+    pages, skipped = feedback.write_feedback(out)
+    assert skipped == [f"erin/{A}"] and [p.parent.name for p in pages] == ["bob"]
+
+    bob = next((out / "results" / "bob" / A).iterdir())
+    bob_mtime = bob.stat().st_mtime_ns
+    monkeypatch.undo()
+    assert cli.main(argv) == 0
+    rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
+    assert (rows["erin"]["status"], rows["bob"]["status"]) == ("graded", "invalid")
+    assert bob.stat().st_mtime_ns == bob_mtime          # the student's own failure stays cached
+    assert sorted(f.name.endswith(".error.json") for f in erin.iterdir()) == [False, True]
+
+
+def test_an_exception_in_the_grader_is_an_error(tmp_path, course_config, monkeypatch):
+    subs = _subs(tmp_path, ann=submissions.untouched(A))
+
+    class Pool(_BrokenPool):
+        def acquire(self):
+            return object()
+
+    def execute(job, kernel, imports, opts):
+        raise KeyError("a bug in the grader")
+
+    monkeypatch.setattr(autograde, "ForkServerPool", Pool)
+    monkeypatch.setattr(autograde, "check_sandbox", lambda: None)
+    monkeypatch.setattr(autograde, "execute", execute)
+    opts = autograde.Options(workers=1, out=tmp_path / "out", config_dir=course_config, progress=False)
+    [r] = autograde.autograde(subs, opts)
+    assert r["status"] == "error" and "KeyError" in " ".join(r["messages"])
+
+
+def test_library_errors_are_exceptions_and_the_cli_exit_code_says_so(tmp_path, capsys):
+    opts = autograde.Options(out=tmp_path / "out", progress=False, sandbox=False)
+    with pytest.raises(autograde.AutogradeError, match="is not a folder"):
+        autograde.autograde(tmp_path / "nowhere", opts)
+    assert cli.main(["autograde", str(tmp_path / "nowhere"), "--no-sandbox", "--out", str(tmp_path)]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert cli.main(["feedback", "--out", str(tmp_path / "empty")]) == 1
+    assert "no autograde run found" in capsys.readouterr().err
+
+
+def test_feedback_follows_the_last_run_not_the_newest_file(tmp_path, course_config):
+    """A student hands in A, then B, then goes back to A: the third run reuses A's cached result
+    (an older file than B's), and the feedback must be A's, as in grades.csv."""
+    first, second = b"{broken", b""
+    subs = _subs(tmp_path, ann=first)
+    opts = autograde.Options(workers=1, out=tmp_path / "out", config_dir=course_config, progress=False,
+                             sandbox=False)
+    path = subs / "ann" / A / f"{A}.ipynb"
+    messages = []
+    for content in (first, second, first):
+        path.write_bytes(content)
+        [r] = autograde.autograde(subs, opts)
+        messages.append(r["messages"])
+        [page], _ = feedback.write_feedback(opts.out)
+        assert all(m.replace("'", "&#x27;") in page.read_text() for m in r["messages"])
+    assert messages[0] == messages[2] != messages[1]
+    assert len(list((opts.out / "results" / "ann" / A).glob("*.json"))) == 2
+
+
+def test_the_grader_works_started_by_full_path_from_anywhere(tmp_path, course_config):
+    """`.venv/bin/python -m grader autograde` with a new gradebook, from another directory and a
+    PATH without the venv: nbgrader's Gradebook must still find `alembic`."""
+    subs = _subs(tmp_path, ann=b"{broken")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = "/usr/bin:/bin"
+    env["PYTHONPATH"] = str(ROOT)        # the grader package (installed editable too, but be explicit)
+    db = tmp_path / "new.db"
+    proc = subprocess.run([sys.executable, "-m", "grader", "autograde", str(subs), "--no-sandbox",
+                           "--no-progress", "--db-url", f"sqlite:///{db}", "--config-dir", str(course_config),
+                           "--out", str(tmp_path / "out")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert db.is_file() and "1 invalid" in proc.stdout
