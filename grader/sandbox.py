@@ -4,8 +4,12 @@ What the sandbox gives a submission (and nothing else):
 
 * a read-only view of /usr (system libraries), the Python installation and the course's virtual
   environment, the course's helper package (convlab/) and data/;
-* a private /tmp (tmpfs, size-limited) that is also the kernel's working folder;
+* a private /tmp (tmpfs, size-limited) that is also the kernel's working folder (the submission
+  is copied to /tmp/<assignment>);
 * one small writable folder shared with the grader: the kernel's IPC sockets and connection file;
+* everything else read-only, the sandbox's own root included (`--remount-ro /` once the binds are
+  set up): nothing can be created at the course's or any other path (/proc and /dev are the
+  sandbox's own, private ones);
 * no network (`--unshare-net`: only a loopback device that is down), and new pid, ipc, uts and
   cgroup namespaces; no capabilities (`setpriv --bounding-set=-all --no-new-privs`).
 
@@ -112,6 +116,11 @@ def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
                 made.add(parent)
         cmd += [how, str(src), str(dest)]
         made.add(dest)
+    # Everything set up so far becomes read-only: the sandbox's own root (bubblewrap's skeleton,
+    # which would otherwise be writable and, under the fork server, outlive a submission) and the
+    # folders made in it. Writable stay only the separate mounts: /tmp (the submission's working
+    # folder) and the IPC folder shared with the grader (and bubblewrap's private /dev).
+    cmd += ["--remount-ro", "/"]
     if uid is None:
         cmd += ["--unshare-user", "--disable-userns"]
     for name, value in kernel_env().items():           # --clearenv dropped everything else

@@ -1,10 +1,15 @@
-"""grader/sandbox.py: what the sandbox binds, and that it starts and is killed."""
+"""grader/sandbox.py: what the sandbox binds, that only /tmp and the IPC folder are writable,
+and that it starts and is killed. (tests/grader/test_unprivileged.py runs this file again as an
+ordinary user when the tests run as root.)"""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 from grader import sandbox
 from grader.course import ROOT
@@ -44,3 +49,36 @@ def test_kill_stops_the_whole_tree(tmp_path):
     k.process.kill("timeout")
     assert not k.process.alive() and k.process.killed == "timeout"
     k.stop()
+
+
+def _run_in_sandbox(tmp_path: Path, code: str) -> list[str]:
+    uid = sandbox._fresh_uid() if os.geteuid() == 0 else None
+    if uid is not None:
+        os.chown(tmp_path, uid, uid)
+    cmd = sandbox.bwrap_prefix(tmp_path, uid=uid) + [str(sandbox.PYTHON), "-c", code]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_only_tmp_and_the_ipc_folder_are_writable(tmp_path):
+    """Student code cannot create anything at the course's paths, not even in the sandbox's own
+    skeleton (which, under the fork server, would outlive the submission)."""
+    read_only = ["/", str(ROOT), str(ROOT.parent), str(ROOT / "convlab"), str(sandbox.VENV), "/usr",
+                 "/run", "/etc"]
+    writable = ["/tmp", sandbox.KERNEL_DIR]
+    code = ("import os\n"
+            f"for d in {read_only + writable!r}:\n"
+            "    for attempt in (lambda p: open(p, 'w').close(), os.mkdir):\n"
+            "        p = os.path.join(d, 'pwned')\n"
+            "        try:\n"
+            "            attempt(p)\n"
+            "            print('WROTE:' + d)\n"
+            "            os.rmdir(p) if os.path.isdir(p) else os.remove(p)\n"
+            "        except OSError:\n"
+            "            print('refused:' + d)\n")
+    out = _run_in_sandbox(tmp_path, code)
+    for d in read_only:
+        assert out.count(f"refused:{d}") == 2, f"the sandbox could write to {d}: {out}"
+    for d in writable:
+        assert out.count(f"WROTE:{d}") == 2, f"the sandbox could not write to {d}: {out}"
