@@ -16,13 +16,44 @@ __all__ = ["animate_corr2d", "explore_conv_windows", "show_conv_windows", "show_
 Corr2d = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _show(shown):
+    """Show a helper's picture where the helper is called, and return it.
+
+    In IPython or Jupyter the picture is displayed at once, so a call in the middle of a cell or in
+    a loop shows it there; the returned object then displays as nothing, so a cell that ends with
+    the call shows it once, not twice. Figures are closed first (pyplot would otherwise show them
+    again at the end of the cell). Elsewhere (a script, a doctest) nothing is displayed: keep the
+    returned Figure and call its `.savefig(path)`.
+    """
+    if isinstance(shown, plt.Figure):
+        plt.close(shown)
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return shown
+    if get_ipython() is None:
+        return shown
+    display(shown)
+    shown._ipython_display_ = _already_shown   # IPython's displayhook asks the object first
+    return shown
+
+
+def _already_shown() -> None:
+    """Displaying a picture that a helper already showed shows nothing."""
+
+
 def show_corr2d(corr2d: Corr2d, X: torch.Tensor, K: torch.Tensor, step: tuple[int, int] = (0, 0)):
     """Draw one step of cross-correlation computed by *your* `corr2d`: the window on X, the
     kernel K, the output filled in up to `step`, and the arithmetic of the current entry.
 
-    Returns the matplotlib Figure (shown inline when it ends a cell).
+    In Jupyter the figure is shown where you call this (in a loop too); it is also returned.
 
-    >>> fig = show_corr2d(my_corr2d, torch.arange(9.).reshape(3, 3), torch.arange(4.).reshape(2, 2))
+    >>> def corr2d(X, K):   # yours from lesson 1; PyTorch's own stands in for it here
+    ...     return torch.nn.functional.conv2d(X[None, None], K[None, None])[0, 0]
+    >>> fig = show_corr2d(corr2d, torch.arange(9.).reshape(3, 3), torch.arange(4.).reshape(2, 2), step=(0, 1))
+    >>> fig.get_suptitle()
+    'Y[0, 1] = 1×0 + 2×1 + 4×2 + 5×3 = 25'
     """
     X, K, Y = _run_corr2d(corr2d, X, K)
     i, j = step
@@ -30,8 +61,7 @@ def show_corr2d(corr2d: Corr2d, X: torch.Tensor, K: torch.Tensor, step: tuple[in
         raise ValueError(f"step {step} is outside the output of shape {tuple(Y.shape)}")
     fig, axes = _corr2d_figure(X, K)
     _draw_corr2d_step(axes, X, K, Y, i, j)
-    plt.close(fig)
-    return fig
+    return _show(fig)
 
 
 def animate_corr2d(
@@ -45,8 +75,14 @@ def animate_corr2d(
 
     The window slides over X row by row; each frame shows which inputs meet which kernel
     weights and the output entry they produce. `steps` limits the frames to some positions.
+    In Jupyter the animation (with play controls) is shown where you call this; the HTML is
+    also returned.
 
-    >>> animate_corr2d(my_corr2d, X, K)   # in a notebook: an animation with play controls
+    >>> def corr2d(X, K):   # yours from lesson 1; PyTorch's own stands in for it here
+    ...     return torch.nn.functional.conv2d(X[None, None], K[None, None])[0, 0]
+    >>> html = animate_corr2d(corr2d, torch.arange(9.).reshape(3, 3), torch.ones(2, 2))
+    >>> import re; len(re.findall(r"frames\[\d+\] = ", html.data))     # a frame per output entry
+    4
     """
     from IPython.display import HTML
 
@@ -65,7 +101,7 @@ def animate_corr2d(
     anim = animation.FuncAnimation(fig, draw, frames=len(positions), interval=interval)
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
-    return HTML(html)
+    return _show(HTML(html))
 
 
 def show_heatmaps(
@@ -77,9 +113,12 @@ def show_heatmaps(
     size: float = 3.0,
 ):
     """Show 2-D tensors side by side. With `diverging`, a red-blue colormap centred on zero, so
-    positive and negative responses are told apart at a glance.
+    positive and negative responses are told apart at a glance. In Jupyter the figure is shown
+    where you call this (in a loop too); it is also returned.
 
-    >>> show_heatmaps([img, K, response], ["image", "kernel", "response"])
+    >>> fig = show_heatmaps([torch.eye(3), torch.tensor([[1.0, -1.0]])], ["image", "kernel"])
+    >>> [ax.get_title() for ax in fig.axes[:2]]
+    ['image', 'kernel']
     """
     mats = [_as_2d(m, f"matrices[{n}]") for n, m in enumerate(matrices)]
     if titles is not None and len(titles) != len(mats):
@@ -99,8 +138,7 @@ def show_heatmaps(
             ax.set_title(titles[n])
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _show(fig)
 
 
 def show_losses(
@@ -114,9 +152,14 @@ def show_losses(
     {label: losses} to compare several runs in one plot.
 
     Non-finite losses (a run that diverged) are left out of the curve, and the title says so.
+    In Jupyter the figure is shown where you call this (in a loop too); it is also returned.
 
-    >>> show_losses([6.4, 2.9, 1.2, 0.6])
-    >>> show_losses({"lr = 0.03": good, "lr = 0.3": diverged})
+    >>> fig = show_losses([6.4, 2.9, 1.2, 0.6])
+    >>> fig.axes[0].get_yscale()
+    'log'
+    >>> fig = show_losses({"lr = 0.03": [6.4, 2.9, 1.2], "lr = 3": [6.4, 80.0, float("inf")]})
+    >>> fig.axes[0].get_title()
+    'training loss (lr = 3: some values not finite or ≤ 0, not drawn)'
     """
     runs = dict(losses) if isinstance(losses, Mapping) else {"": losses}
     if not runs:
@@ -139,8 +182,7 @@ def show_losses(
         ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _show(fig)
 
 
 def show_kernel_path(
@@ -154,9 +196,11 @@ def show_kernel_path(
     its two weights, from the start (circle) to the end (square), with the target as a star.
 
     `path` is a sequence of kernels with two entries each (e.g. 1×2 kernels), or a tensor of
-    shape (steps, 2).
+    shape (steps, 2). In Jupyter the figure is shown where you call this; it is also returned.
 
-    >>> show_kernel_path([torch.tensor([[0.2, 0.4]]), torch.tensor([[0.9, -0.8]])], target=[1.0, -1.0])
+    >>> fig = show_kernel_path([torch.tensor([[0.2, 0.4]]), torch.tensor([[0.9, -0.8]])], target=[1.0, -1.0])
+    >>> [line.get_label() for line in fig.axes[0].lines]
+    ['kernel per epoch', 'start', 'end', 'target']
     """
     if torch.is_tensor(path):
         points = path.detach().float().reshape(len(path), -1) if path.dim() else path.reshape(1, -1)
@@ -181,8 +225,7 @@ def show_kernel_path(
     ax.legend(fontsize=8)
     ax.set_title("the kernel during training", fontsize=10)
     fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _show(fig)
 
 
 def _annotate(ax, M: torch.Tensor, diverging: bool = True) -> None:
@@ -310,8 +353,11 @@ def show_conv_windows(n: int, kernel_size: int, padding: int = 0, stride: int = 
     One row per output: the cells its window covers (orange), `dilation` apart, each window
     `stride` cells after the previous. With `ceil_mode` (pooling), a last window may hang over
     the end (dashed cells, ignored) if it starts inside the input or the left padding.
+    In Jupyter the figure is shown where you call this (in a loop too); it is also returned.
 
-    >>> show_conv_windows(7, 3, padding=1, stride=2)   # 4 outputs
+    >>> fig = show_conv_windows(7, 3, padding=1, stride=2)
+    >>> fig.axes[0].get_title()
+    'n=7, kernel=3, padding=1, stride=2, dilation=1  →  4 outputs'
     """
     for name, v, low in [("n", n, 1), ("kernel_size", kernel_size, 1), ("padding", padding, 0),
                          ("stride", stride, 1), ("dilation", dilation, 1)]:
@@ -353,8 +399,7 @@ def show_conv_windows(n: int, kernel_size: int, padding: int = 0, stride: int = 
     ax.set_title(f"n={n}, kernel={k}, padding={p}, stride={s}, dilation={d}{mode}  →  {out} outputs",
                  fontsize=11)
     fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _show(fig)
 
 
 def explore_conv_windows(n: int = 7, kernel_size: int = 3, padding: int = 0, stride: int = 1,
@@ -363,7 +408,10 @@ def explore_conv_windows(n: int = 7, kernel_size: int = 3, padding: int = 0, str
     `show_conv_windows` as you move them. Needs a live Jupyter kernel with ipywidgets; anywhere
     else (a script, an exported page) it says so and returns the static figure for the values given.
 
-    >>> explore_conv_windows()   # in JupyterLab: sliders and a figure that follows them
+    >>> fig = explore_conv_windows(7, 3, padding=1)   # in JupyterLab: sliders and a figure that follows them
+    (no live Jupyter kernel with ipywidgets: showing a static figure; open the notebook in JupyterLab to get the sliders)
+    >>> fig.axes[0].get_title()
+    'n=7, kernel=3, padding=1, stride=1, dilation=1  →  7 outputs'
     """
     try:
         import ipywidgets as widgets
@@ -398,8 +446,13 @@ def show_image_grids(batches: Sequence[torch.Tensor], titles: Sequence[str] | No
     """Show image batches (each B×3×H×W, values in [0, 1]) side by side as grids made with
     torchvision.utils.make_grid, every grid the same size on screen so tile (r, c) of one is tile
     (r, c) of the others. With `labels` and `classes`, each tile is captioned with its class name.
+    In Jupyter the figure is shown where you call this (in a loop too); it is also returned.
 
-    >>> show_image_grids([X, pool(X)], ["input", "max-pooled"], labels=y, classes=cifar.classes)
+    >>> X = torch.rand(4, 3, 32, 32)
+    >>> fig = show_image_grids([X, torch.nn.MaxPool2d(2)(X)], ["input", "max-pooled"],
+    ...                        labels=[3, 8, 8, 0], classes=["airplane", "", "", "cat", "", "", "", "", "ship"])
+    >>> fig.axes[1].get_title(), [t.get_text() for t in fig.axes[1].texts]
+    ('max-pooled  (4×3×16×16)', ['cat', 'ship', 'ship', 'airplane'])
     """
     from torchvision.utils import make_grid
 
@@ -433,5 +486,4 @@ def show_image_grids(batches: Sequence[torch.Tensor], titles: Sequence[str] | No
                         color="white", va="top", ha="left",
                         bbox={"facecolor": "black", "alpha": 0.55, "pad": 0.6, "linewidth": 0})
     fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _show(fig)

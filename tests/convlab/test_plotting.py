@@ -185,3 +185,39 @@ def test_kernel_path_runs_from_start_to_end_with_the_target():
 def test_bad_kernel_paths_are_explained(path, target, message):
     with pytest.raises(ValueError, match=message):
         show_kernel_path(path, target=target)
+
+
+@pytest.mark.slow
+def test_helpers_show_their_picture_where_they_are_called_in_a_kernel():
+    """In Jupyter, a show_* call in the middle of a cell or in a loop shows its figure there (in
+    order with the printed text), and a cell ending with the call shows it once, not twice."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    loop = ("import torch, convlab\n"
+            "for lr in (0.1, 0.2):\n"
+            "    print('lr', lr)\n"
+            "    convlab.show_losses([1.0, lr])\n"
+            "convlab.show_heatmaps([torch.eye(2)])\n"
+            "print('end')")
+    last = "convlab.show_conv_windows(5, 3)"
+    kept = "fig = convlab.show_kernel_path([[0.0, 0.0], [1.0, -1.0]])\nfig.axes[0].get_title()"
+    anim = "html = convlab.animate_corr2d(lambda X, K: torch.zeros(1, 1), torch.ones(2, 2), torch.ones(2, 2))"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (loop, last, kept, anim)])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+
+    def kinds(cell):
+        out = []
+        for o in cell.outputs:
+            if o.output_type == "stream":
+                out += [line for line in o.text.splitlines()]
+            else:
+                out.append((o.output_type, "image/png" in o.get("data", {}), "text/html" in o.get("data", {})))
+        return out
+
+    figure = ("display_data", True, False)
+    assert kinds(nb.cells[0]) == ["lr 0.1", figure, "lr 0.2", figure, figure, "end"]
+    assert kinds(nb.cells[1]) == [figure]
+    assert kinds(nb.cells[2]) == [figure, ("execute_result", False, False)]
+    assert nb.cells[2].outputs[1].data["text/plain"] == "'the kernel during training'"
+    assert kinds(nb.cells[3]) == [("display_data", False, True)]
