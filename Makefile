@@ -66,12 +66,12 @@ autograde: $(STAMP) grader-deps
 ## Run every test: unit tests, doctests of convlab, release-in-sync, nbval on solutions, student
 ## versions, grading pipeline, sandbox and hostile catalog (as root, also as an unprivileged user).
 test: $(STAMP) grader-deps
-	$(TEST_ENV) $(BIN)/python -m pytest tests convlab solutions --nbval --nbval-current-env \
+	$(TEST_ENV) $(BIN)/python -m pytest tests convlab solutions --doctest-modules --nbval --nbval-current-env \
 		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider
 
 ## The quick tests only (no sandbox, hostile catalog, fork server, nbval, pipeline, e2e): under a minute.
 test-fast: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest tests convlab -m "not slow" -p no:cacheprovider
+	$(TEST_ENV) $(BIN)/python -m pytest tests convlab --doctest-modules -m "not slow" -p no:cacheprovider
 
 ## Recompile requirements.txt from requirements.in (needs uv: `pip install uv`), then check that the
 ## lock installs on Linux (x86_64, aarch64) and macOS 14+ (Apple silicon) for Python 3.11-3.13.

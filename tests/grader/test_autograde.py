@@ -80,6 +80,7 @@ def test_write_tables(tmp_path):
     assert cells[1]["message"] == "GraderStopped: x, y" and cells[1]["passed"] == "no"
 
 
+@pytest.mark.slow
 def test_rerun_is_idempotent_and_restart_completes(tmp_path, course_config):
     """Grade two students; delete one result (as if killed before writing it) and leave a stray
     temporary file (killed while writing): the re-run grades only the missing one, and the
@@ -254,6 +255,7 @@ def test_feedback_follows_the_last_run_not_the_newest_file(tmp_path, course_conf
     assert len(list((opts.out / "results" / "ann" / A).glob("*.json"))) == 2
 
 
+@pytest.mark.slow
 def test_the_grader_works_started_by_full_path_from_anywhere(tmp_path, course_config):
     """`.venv/bin/python -m grader autograde` with a new gradebook, from another directory and a
     PATH without the venv: nbgrader's Gradebook must still find `alembic`."""

@@ -25,7 +25,6 @@ import pytest
 
 from grader.course import ROOT
 
-pytestmark = pytest.mark.slow
 
 FILES = ["tests/grader/test_sandbox.py", "tests/grader/test_hostile.py"]
 
