@@ -13,6 +13,7 @@ import argparse
 import copy
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
 
         modes = [("fork server", True)] + ([("one sandbox per submission", False)] if args.per_kernel_too else [])
         for label, fork_server in modes:
-            _ours(args, tmp, course, label, fork_server, nb_rate)
+            try:
+                _ours(args, tmp, course, label, fork_server, nb_rate)
+            except autograde.AutogradeError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
     return 0
 
 
@@ -107,6 +112,9 @@ def _ours(args, tmp: Path, course: Path, label: str, fork_server: bool, nb_rate:
     for r in results:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
     print("statuses:", ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+    if statuses.get("error"):
+        print(f"warning: {statuses['error']} submissions were not graded (status error: the grader "
+              "failed), so these figures understate the real cost")
     timings = [r["timings"] for r in results if r.get("timings")]
     if fork_server:
         print("where our time goes (mean per submission; the imports were done once per worker, "
