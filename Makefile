@@ -76,7 +76,7 @@ test-fast: $(STAMP)
 ## Recompile requirements.txt from requirements.in (needs uv: `pip install uv`), then check that the
 ## lock installs on Linux (x86_64, aarch64) and macOS 14+ (Apple silicon) for Python 3.11-3.13.
 lock:
-	$(UV) pip compile --universal --python-version 3.11 --annotation-style line \
+	$(UV) pip compile --quiet --universal --python-version 3.11 --annotation-style line \
 		--custom-compile-command "make lock" --output-file requirements.txt requirements.in
 	@for platform in x86_64-manylinux_2_28 aarch64-manylinux_2_28 aarch64-apple-darwin; do \
 		for python in 3.11 3.12 3.13; do \
