@@ -133,6 +133,6 @@ def test_the_python_versions_agree():
     lowest = _lower(_pyproject()["project"]["requires-python"])
     assert _lower(python.group(1)) == lowest
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(rf"pip compile --universal --python-version {re.escape(lowest)}\b", makefile)
+    assert re.search(rf"pip compile .*--python-version {re.escape(lowest)}\b", makefile)
     assert f"v < ({lowest.replace('.', ', ')})" in makefile
     assert f"Python {lowest}" in (ROOT / "README.md").read_text()
