@@ -12,6 +12,8 @@ export PATH := $(BIN):$(PATH)
 export JUPYTER_PREFER_ENV_PATH := 1
 # Offline, deterministic CIFAR-10 stand-in for tests and stored outputs (see data/README.md).
 TEST_ENV := CONVLAB_FAKE_DATA=1
+# Extra pytest arguments for `make test` / `make test-fast`, e.g. PYTEST_ARGS="-k hostile -x".
+PYTEST_ARGS ?=
 
 STAMP := $(VENV)/.installed
 
@@ -67,11 +69,11 @@ autograde: $(STAMP) grader-deps
 ## versions, grading pipeline, sandbox and hostile catalog (as root, also as an unprivileged user).
 test: $(STAMP) grader-deps
 	$(TEST_ENV) $(BIN)/python -m pytest tests convlab solutions --doctest-modules --nbval --nbval-current-env \
-		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider
+		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
 
 ## The quick tests only (no sandbox, hostile catalog, fork server, nbval, pipeline, e2e): under a minute.
 test-fast: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest tests convlab --doctest-modules -m "not slow" -p no:cacheprovider
+	$(TEST_ENV) $(BIN)/python -m pytest tests convlab --doctest-modules -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 ## Recompile requirements.txt from requirements.in (needs uv: `pip install uv`), then check that the
 ## lock installs on Linux (x86_64, aarch64) and macOS 14+ (Apple silicon) for Python 3.11-3.13.
