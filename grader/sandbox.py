@@ -108,11 +108,18 @@ def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
             "--size", str(TMP_SIZE), "--perms", "1777", "--tmpfs", "/tmp"]
     made: set[Path] = {Path("/"), Path("/usr"), Path("/tmp"), Path("/proc"), Path("/dev")}
     binds = [(p, p, "--ro-bind") for p in read_only_paths()] + [(kernel_dir, Path(KERNEL_DIR), "--bind")]
+    read_only_mounts = [Path("/")]
     for src, dest, how in binds:
         # bubblewrap creates missing parents with mode 0700: make them 0755 so the uid can pass.
         for parent in reversed(dest.parents):
             if parent not in made:
-                cmd += ["--perms", "0755", "--dir", str(parent)]
+                if parent.parent == Path("/tmp"):
+                    # a course (or venv) under /tmp: its folder would sit in the writable /tmp, so
+                    # it gets a tmpfs of its own, made read-only below like the root
+                    cmd += ["--perms", "0755", "--tmpfs", str(parent)]
+                    read_only_mounts.append(parent)
+                else:
+                    cmd += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         cmd += [how, str(src), str(dest)]
         made.add(dest)
@@ -120,7 +127,8 @@ def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
     # which would otherwise be writable and, under the fork server, outlive a submission) and the
     # folders made in it. Writable stay only the separate mounts: /tmp (the submission's working
     # folder) and the IPC folder shared with the grader (and bubblewrap's private /dev).
-    cmd += ["--remount-ro", "/"]
+    for mount in read_only_mounts:
+        cmd += ["--remount-ro", str(mount)]
     if uid is None:
         cmd += ["--unshare-user", "--disable-userns"]
     for name, value in kernel_env().items():           # --clearenv dropped everything else
