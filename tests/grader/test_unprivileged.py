@@ -34,7 +34,8 @@ EXPOSE = r"""
 import os, subprocess, sys, tempfile
 from pathlib import Path
 
-uid, gid, paths, cmd = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(os.pathsep), sys.argv[4:]
+uid, gid, stashes, paths = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4].split(os.pathsep)
+cmd = sys.argv[5:]
 
 def run(*args):
     subprocess.run(args, check=True)
@@ -43,7 +44,7 @@ for p in map(Path, paths):
     for folder in [*reversed(p.parents), p]:
         if not folder.is_dir() or os.stat(folder).st_mode & 0o001:
             continue
-        stash = tempfile.mkdtemp(prefix="clsetup-stash-")
+        stash = tempfile.mkdtemp(dir=stashes)
         run("mount", "--bind", str(folder), stash)
         entries = os.listdir(stash)
         run("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(folder))
@@ -91,6 +92,8 @@ def test_sandbox_and_hostile_tests_pass_as_an_unprivileged_user():
         assert not unreadable, (f"other users cannot read {unreadable[:5]}: clone the repository with "
                                 "umask 022 so that the test user (and the sandbox) can read it")
         os.chown(work, pw.pw_uid, pw.pw_gid)
+        stashes = work / "stashes"          # the original folders, bound here (root only)
+        stashes.mkdir(mode=0o700)
         python = Path(sys.executable)
         exposed = [ROOT, Path(sys.prefix), Path(sys.base_prefix).resolve(), python.resolve().parent]
         env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(work), "LANG": "C.UTF-8",
@@ -99,7 +102,7 @@ def test_sandbox_and_hostile_tests_pass_as_an_unprivileged_user():
                f"--basetemp={work / 'pytest'}"]
         proc = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", EXPOSE,
-             str(pw.pw_uid), str(pw.pw_gid), os.pathsep.join(map(str, exposed)), *cmd],
+             str(pw.pw_uid), str(pw.pw_gid), str(stashes), os.pathsep.join(map(str, exposed)), *cmd],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         summary = proc.stdout[-4000:] + proc.stderr[-2000:]
         assert proc.returncode == 0, f"as the unprivileged user {name}:\n{summary}"
