@@ -6,7 +6,7 @@ the graded answers live in the notebooks, never here.
 >>> import convlab
 >>> convlab.seed_everything(0)
 """
-from .checks import expect_close, forbid_torch_functions
+from .checks import CONVOLUTIONS, POOLING, expect_close, expect_equal, forbid_torch_functions
 from .data import CIFAR10_CLASSES, Cifar10Data, CorruptDataError, data_dir, load_cifar10
 from .images import load_sample_image
 from .plotting import (
@@ -23,11 +23,14 @@ from .seeding import seed_everything
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "CONVOLUTIONS",
     "Cifar10Data",
     "CorruptDataError",
+    "POOLING",
     "animate_corr2d",
     "data_dir",
     "expect_close",
+    "expect_equal",
     "explore_conv_windows",
     "forbid_torch_functions",
     "load_cifar10",

@@ -1,7 +1,12 @@
-"""Student-facing checks: comparisons whose failure messages say what the mistake probably is.
+"""Student-facing checks: comparisons whose failure messages say what is wrong, and which mistake
+the answer reproduces when it reproduces one.
 
 Test cells compute the right answer (usually with PyTorch itself) and, where it helps, the
-answers that typical mistakes produce. `expect_close` then tells the student which one they got.
+answers that typical mistakes produce on the same input. `expect_close` (tensors) and
+`expect_equal` (numbers, shapes, other plain values) compare, and name a mistake only when the
+answer is exactly what that mistake gives; otherwise the message says what is wrong (the value,
+the input, the rule) without a guess. `forbid_torch_functions` with `CONVOLUTIONS` or `POOLING`
+checks that a "by hand" exercise is done by hand.
 """
 from __future__ import annotations
 
@@ -11,7 +16,21 @@ from contextlib import contextmanager
 import torch
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["expect_close", "forbid_torch_functions"]
+__all__ = ["CONVOLUTIONS", "POOLING", "expect_close", "expect_equal", "forbid_torch_functions"]
+
+#: PyTorch's convolution functions (every route to them: F.conv2d, torch.conv2d, nn.Conv2d, ...).
+#: An exercise done "by hand" may not call them.
+CONVOLUTIONS = frozenset({
+    "conv1d", "conv2d", "conv3d", "convolution", "_convolution",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+})
+#: PyTorch's pooling functions (F.max_pool2d, nn.MaxPool2d, F.avg_pool2d, ...).
+POOLING = frozenset({
+    "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
+    "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_max_pool1d",
+    "adaptive_max_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "lp_pool1d", "lp_pool2d",
+    "fractional_max_pool2d",
+})
 
 # Taken at import time (before any student code runs), so reassigning `torch.allclose` and friends
 # in a notebook does not change how answers are judged.
@@ -34,7 +53,9 @@ def expect_close(
     """Raise an AssertionError explaining how `actual` differs from `expected`; pass silently if close.
 
     `likely_mistakes` maps a description ("flipped the kernel") to the tensor that mistake would
-    produce; when `actual` matches one of them, the message names it.
+    produce on this input; the message names a mistake only when `actual` reproduces its result
+    (every such mistake, when several give the same result), and otherwise says where and by how
+    much `actual` is wrong.
 
     >>> expect_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
     >>> expect_close(torch.tensor([2.0, 1.0]), torch.tensor([1.0, 2.0]), what="f(x)",
@@ -53,9 +74,9 @@ def expect_close(
         )
     if require_float and not actual.is_floating_point():
         raise AssertionError(
-            f"{what} has dtype {actual.dtype}, but it should be a floating-point tensor even for "
-            "integer inputs. Create the output with torch.zeros(..., dtype=torch.float32) or "
-            "convert with .float()."
+            f"{what} has dtype {actual.dtype}, but it should be a floating-point tensor (also when "
+            "the inputs hold integers). Create it as floats (e.g. torch.zeros(..., "
+            "dtype=torch.float32), or 1.0 rather than 1) or convert it with .float()."
         )
     mistake = _matching_mistake(actual, likely_mistakes or {}, atol, rtol)
     if tuple(actual.shape) != tuple(expected.shape):
@@ -80,17 +101,86 @@ def expect_close(
     )
 
 
+def expect_equal(
+    actual: object,
+    expected: object,
+    *,
+    what: str,
+    likely_mistakes: Mapping[str, object] | None = None,
+    rule: str = "",
+) -> None:
+    """Raise an AssertionError saying how `actual` differs from `expected`; pass silently if equal.
+
+    For exact answers: ints (a Python `int` is required when `expected` is one; a bool or a float
+    is not accepted), strings, shapes (tuples) and other plain values. `likely_mistakes` maps a
+    description ("forgot the + 1") to the value that mistake gives on this input; the message
+    names a mistake only when `actual` equals its value (and differs from `expected`); when
+    several mistakes give that value, it names each.
+    Otherwise it says what `actual` is and what it should be, followed by `rule` (how the right
+    value is defined) when given.
+
+    >>> expect_equal(4, 4, what="size(8)")
+    >>> expect_equal(3, 4, what="size(8)", likely_mistakes={"forgot the + 1": 3})
+    Traceback (most recent call last):
+    ...
+    AssertionError: size(8) is 3, but it should be 4: it matches what you get if you forgot the + 1.
+    >>> expect_equal(5, 4, what="size(8)", likely_mistakes={"forgot the + 1": 3}, rule="Halve n.")
+    Traceback (most recent call last):
+    ...
+    AssertionError: size(8) is 5, but it should be 4. Halve n.
+    """
+    if type(expected) is int and type(actual) is not int:
+        if actual is None:
+            problem = "None (did you forget to `return` it?)"
+        elif type(actual) is float and actual == expected:
+            raise AssertionError(
+                f"{what} is {actual!r}, a float: the value is right, but it should be the int "
+                f"{expected!r}. Compute with ints (// floors them exactly) rather than / or "
+                "math.floor of a float.")
+        elif _is_tensor(actual):
+            problem = f"a torch.Tensor ({actual!r})"
+        else:
+            problem = f"{actual!r}, a {type(actual).__name__}"
+        raise AssertionError(f"{what} is {problem}, but it should be the int {expected!r}.")
+    if _plain_equal(actual, expected):
+        return
+    mistake = _describe([description for description, wrong in (likely_mistakes or {}).items()
+                         if _plain_equal(actual, wrong) and not _plain_equal(wrong, expected)])
+    if mistake:
+        raise AssertionError(
+            f"{what} is {actual!r}, but it should be {expected!r}: it matches what you get if you "
+            f"{mistake}.")
+    raise AssertionError(f"{what} is {actual!r}, but it should be {expected!r}." + (f" {rule}" if rule else ""))
+
+
+_PLAIN = (int, float, bool, str, type(None))
+
+
+def _plain_equal(a: object, b: object) -> bool:
+    """Equality of plain values (numbers, strings, None, tuples and lists of these) that never lets
+    another kind of object (a tensor, a student's class) decide what equal means."""
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_plain_equal(x, y) for x, y in zip(a, b))
+    if type(a) not in _PLAIN or type(b) not in _PLAIN or (type(a) is bool) != (type(b) is bool):
+        return False
+    return a == b
+
+
 def _matching_mistake(
     actual: torch.Tensor, likely_mistakes: Mapping[str, torch.Tensor], atol: float, rtol: float
 ) -> str | None:
-    """The description of the first likely mistake whose result `actual` reproduces, if any."""
+    """The descriptions of the likely mistakes whose result `actual` reproduces, joined; or None."""
     a = actual.detach().to(_float64)
-    for description, wrong in likely_mistakes.items():
-        if tuple(wrong.shape) == tuple(a.shape) and _allclose(
-            a, wrong.detach().to(_float64), atol=atol, rtol=rtol
-        ):
-            return description
-    return None
+    return _describe([
+        description for description, wrong in likely_mistakes.items()
+        if tuple(wrong.shape) == tuple(a.shape)
+        and _allclose(a, wrong.detach().to(_float64), atol=atol, rtol=rtol)
+    ])
+
+
+def _describe(descriptions: list[str]) -> str | None:
+    """'A' for one matching mistake; 'A, or if you B' when several give the same result here."""
+    return ", or if you ".join(descriptions) or None
 
 
 @contextmanager

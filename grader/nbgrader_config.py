@@ -37,3 +37,22 @@ c.ClearOutput.remove_metadata_fields = {"collapsed", "scrolled", "execution", "E
 # Autograding runs every notebook on the course's own kernel with a time limit per cell.
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
+
+# Executed source notebooks also carry ipywidgets' saved state (notebook metadata "widgets", tens
+# of kB for lesson 4's sliders); a student version starts without outputs, so it must not carry it.
+from nbgrader.converters.generate_assignment import GenerateAssignment  # noqa: E402
+from nbgrader.preprocessors import ClearOutput  # noqa: E402
+
+
+class ClearOutputAndWidgetState(ClearOutput):
+    """nbgrader's ClearOutput, which also drops the notebook's saved widget state."""
+
+    def preprocess(self, nb, resources):
+        nb.metadata.pop("widgets", None)
+        return super().preprocess(nb, resources)
+
+
+c.GenerateAssignment.preprocessors = [
+    ClearOutputAndWidgetState if p is ClearOutput else p
+    for p in GenerateAssignment.class_traits()["preprocessors"].default()
+]

@@ -70,3 +70,86 @@ def test_forbid_ends_with_the_block():
     with forbid_torch_functions({"conv2d"}, "no"):
         pass
     assert torch.conv2d(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2)).item() == 4.0
+
+
+# expect_equal: exact answers (ints, shapes, strings).
+from convlab.checks import CONVOLUTIONS, POOLING, expect_equal  # noqa: E402
+
+
+def test_equal_values_pass():
+    expect_equal(4, 4, what="size(8)")
+    expect_equal((2, 3), (2, 3), what="the shape")
+    expect_equal(torch.Size([2, 3]), (2, 3), what="the shape")
+
+
+def test_a_mistake_is_named_only_when_the_answer_reproduces_it():
+    mistakes = {"forgot the + 1": 3, "rounded up": 5}
+    with pytest.raises(AssertionError) as info:
+        expect_equal(3, 4, what="size(8)", likely_mistakes=mistakes, rule="Use the rule.")
+    assert str(info.value) == "size(8) is 3, but it should be 4: it matches what you get if you forgot the + 1."
+    with pytest.raises(AssertionError) as info:
+        expect_equal(7, 4, what="size(8)", likely_mistakes=mistakes, rule="Use the rule.")
+    assert str(info.value) == "size(8) is 7, but it should be 4. Use the rule."   # no guess
+
+
+def test_a_mistake_that_gives_the_right_value_is_never_named():
+    with pytest.raises(AssertionError) as info:
+        expect_equal(5, 4, what="f()", likely_mistakes={"did A": 4, "did B": 6})
+    assert "did" not in str(info.value)
+    expect_equal(4, 4, what="f()", likely_mistakes={"did A": 4})
+
+
+@pytest.mark.parametrize("actual, fragment", [
+    (4.0, "is 4.0, a float: the value is right, but it should be the int 4"),
+    (4.5, "is 4.5, a float, but it should be the int 4."),
+    (None, "is None (did you forget to `return` it?), but it should be the int 4."),
+    (True, "is True, a bool, but it should be the int 4."),
+    ("4", "is '4', a str, but it should be the int 4."),
+    (torch.tensor(4), "is a torch.Tensor (tensor(4)), but it should be the int 4."),
+])
+def test_an_int_answer_must_be_an_int(actual, fragment):
+    with pytest.raises(AssertionError) as info:
+        expect_equal(actual, 4, what="size(8)", likely_mistakes={"used /": 4.0})
+    assert fragment in str(info.value)
+    assert "used /" not in str(info.value)
+
+
+def test_a_float_that_equals_a_mistake_is_still_a_type_error_first():
+    with pytest.raises(AssertionError, match="a float, but it should be the int 4"):
+        expect_equal(3.0, 4, what="size(8)", likely_mistakes={"forgot the + 1": 3})
+
+
+def test_only_plain_values_are_compared():
+    class Liar:
+        def __eq__(self, other):
+            return True
+    with pytest.raises(AssertionError):
+        expect_equal(Liar(), "yes", what="f()")
+    with pytest.raises(AssertionError):
+        expect_equal([1, Liar()], [1, 2], what="f()")
+    with pytest.raises(AssertionError, match=r"is \(3, 2\), but it should be \(2, 3\)\.$"):
+        expect_equal((3, 2), (2, 3), what="the shape", likely_mistakes={"kept a column": (2,)})
+
+
+def test_function_sets_name_what_the_lessons_forbid():
+    x = torch.ones(1, 1, 4, 4)
+    with forbid_torch_functions(CONVOLUTIONS, "by hand"):
+        with pytest.raises(AssertionError, match="conv_transpose2d"):
+            torch.nn.functional.conv_transpose2d(x, torch.ones(1, 1, 2, 2))
+    with forbid_torch_functions(POOLING, "by hand"):
+        for call in (lambda: torch.nn.MaxPool2d(2)(x), lambda: torch.nn.AvgPool2d(2)(x),
+                     lambda: torch.nn.functional.max_pool2d(x, 2, return_indices=True),
+                     lambda: torch.nn.AdaptiveAvgPool2d(1)(x)):
+            with pytest.raises(AssertionError, match="by hand"):
+                call()
+        assert x.amax().item() == 1.0   # a max by hand is fine
+
+
+def test_every_mistake_that_gives_the_answer_is_named():
+    with pytest.raises(AssertionError) as info:
+        expect_equal(3, 2, what="f()", likely_mistakes={"did A": 3, "did B": 4, "did C": 3})
+    assert str(info.value) == "f() is 3, but it should be 2: it matches what you get if you did A, or if you did C."
+    with pytest.raises(AssertionError) as info:
+        expect_close(torch.tensor([0.0]), torch.tensor([1.0]),
+                     likely_mistakes={"did A": torch.tensor([0.0]), "did B": torch.tensor([0.0])})
+    assert str(info.value).endswith("if you did A, or if you did B.")

@@ -33,6 +33,8 @@ def test_release_hides_solutions_and_hidden_tests(assignment):
     cells = nbformat.read(student_notebook(assignment), as_version=4).cells
     assert not any(c.get("outputs") for c in cells), f"{assignment}: the student version has outputs"
     assert not any("execution" in c.metadata for c in cells), f"{assignment}: run timestamps leaked"
+    metadata = nbformat.read(student_notebook(assignment), as_version=4).metadata
+    assert "widgets" not in metadata, f"{assignment}: the student version carries saved widget state"
 
 
 @pytest.mark.parametrize("assignment", assignments())
