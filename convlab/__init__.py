@@ -17,6 +17,7 @@ from .plotting import (
     show_heatmaps,
     show_image_grids,
     show_kernel_path,
+    show_kernels,
     show_losses,
 )
 from .seeding import seed_everything
@@ -41,5 +42,6 @@ __all__ = [
     "show_heatmaps",
     "show_image_grids",
     "show_kernel_path",
+    "show_kernels",
     "show_losses",
 ]

@@ -11,7 +11,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
 __all__ = ["animate_corr2d", "explore_conv_windows", "show_conv_windows", "show_corr2d", "show_heatmaps",
-           "show_image_grids", "show_kernel_path", "show_losses"]
+           "show_image_grids", "show_kernel_path", "show_kernels", "show_losses"]
 
 Corr2d = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -147,9 +147,12 @@ def show_losses(
     log: bool = True,
     title: str = "training loss",
     size: float = 3.5,
+    xlabel: str = "epoch",
+    markers: bool = True,
 ):
     """Plot loss against epoch (1, 2, ...), on a log scale by default. Pass a dict
-    {label: losses} to compare several runs in one plot.
+    {label: losses} to compare several runs in one plot. For a loss per training step, pass
+    `xlabel="step"` (and `markers=False` for long runs: a plain line per run).
 
     Non-finite losses (a run that diverged) are left out of the curve, and the title says so.
     In Jupyter the figure is shown where you call this (in a loop too); it is also returned.
@@ -171,10 +174,11 @@ def show_losses(
         finite = [(n, v) for n, v in enumerate(values, start=1) if math.isfinite(v) and (v > 0 or not log)]
         if len(finite) < len(values):
             diverged.append(label or "the run")
-        ax.plot([n for n, _ in finite], [v for _, v in finite], marker="o", markersize=3, label=label or None)
+        ax.plot([n for n, _ in finite], [v for _, v in finite], marker="o" if markers else None, markersize=3,
+                linewidth=1.5 if markers else 1.0, label=label or None)
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("loss" + (" (log scale)" if log else ""))
     ax.set_title(title + (f" ({', '.join(diverged)}: some values not finite{' or ≤ 0' if log else ''}, not drawn)"
                           if diverged else ""), fontsize=10)
@@ -226,6 +230,66 @@ def show_kernel_path(
     ax.set_title("the kernel during training", fontsize=10)
     fig.tight_layout()
     return _show(fig)
+
+
+def show_kernels(
+    kernels: torch.Tensor | Sequence[torch.Tensor],
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int = 8,
+    size: float = 1.5,
+):
+    """Show convolution kernels as a grid of small pictures, `ncols` per row.
+
+    * A tensor of shape (N, 3, kh, kw), such as the weight of an `nn.Conv2d` on colour images:
+      each kernel as a colour picture, its three input channels as red, green and blue, scaled on
+      its own so that 0 is mid-grey and its largest |weight| full intensity.
+    * A tensor (N, kh, kw), or a sequence of 2-D tensors (their sizes may differ, e.g. learned
+      5×5 kernels beside 3×3 Sobel kernels): each as a heatmap, red positive and blue negative,
+      centred on zero, on its own scale.
+
+    >>> show_kernels(net[0].weight)                       # the first layer's kernels, in colour
+    >>> show_kernels([*net[0].weight.sum(1), Gx], ncols=7)
+    """
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    if torch.is_tensor(kernels):
+        if kernels.dim() == 4 and kernels.shape[1] != 3:
+            raise ValueError(
+                f"kernels of shape {tuple(kernels.shape)} have {kernels.shape[1]} input channels; colour "
+                "pictures need 3. Pass one 2-D kernel per picture instead, e.g. kernels[:, 0] or kernels.sum(1)")
+        if kernels.dim() not in (3, 4):
+            raise ValueError(f"kernels must have shape (N, 3, kh, kw) or (N, kh, kw), got {tuple(kernels.shape)}")
+        kernels = list(kernels)
+    kernels = [k.detach().float().cpu() if torch.is_tensor(k) else k for k in kernels]
+    for n, k in enumerate(kernels):
+        if not torch.is_tensor(k) or not (k.dim() == 2 or (k.dim() == 3 and k.shape[0] == 3)):
+            got = tuple(k.shape) if torch.is_tensor(k) else type(k).__name__
+            raise ValueError(f"kernels[{n}] must be a 2-D tensor (kh, kw) or a colour kernel (3, kh, kw), got {got}")
+    if not kernels:
+        raise ValueError("show_kernels needs at least one kernel")
+    if titles is not None and len(titles) != len(kernels):
+        raise ValueError(f"got {len(kernels)} kernels but {len(titles)} titles")
+    rows = math.ceil(len(kernels) / ncols)
+    cols = min(ncols, len(kernels))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.25 * rows), squeeze=False)
+    for n, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if n >= len(kernels):
+            ax.axis("off")
+            continue
+        k = kernels[n]
+        bound = max(float(k.abs().max()), 1e-12)
+        if k.dim() == 3:
+            ax.imshow((0.5 + 0.5 * k / bound).permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        else:
+            ax.imshow(k.numpy(), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -bound, bound), interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[n], fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def _annotate(ax, M: torch.Tensor, diverging: bool = True) -> None:

@@ -14,6 +14,7 @@ from convlab.plotting import (
     show_heatmaps,
     show_image_grids,
     show_kernel_path,
+    show_kernels,
     show_losses,
 )
 
@@ -157,6 +158,14 @@ def test_several_runs_get_a_legend_and_diverged_values_are_left_out():
     assert "bad: some values not finite" in ax.get_title()
 
 
+def test_losses_per_step_get_that_label_and_plain_lines():
+    fig = show_losses(list(range(1, 301)), xlabel="step", markers=False)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "step"
+    assert ax.lines[0].get_marker() in (None, "None", "")
+    assert show_losses([2.0, 1.0]).axes[0].lines[0].get_marker() == "o"
+
+
 @pytest.mark.parametrize("bad, error, message", [
     ([], ValueError, "losses is empty"),
     ({}, ValueError, "at least one run"),
@@ -221,3 +230,39 @@ def test_helpers_show_their_picture_where_they_are_called_in_a_kernel():
     assert kinds(nb.cells[2]) == [figure, ("execute_result", False, False)]
     assert nb.cells[2].outputs[1].data["text/plain"] == "'the kernel during training'"
     assert kinds(nb.cells[3]) == [("display_data", False, True)]
+
+
+def test_colour_kernels_are_drawn_with_zero_as_mid_grey():
+    K = torch.zeros(5, 3, 2, 2)
+    K[0, 0, 0, 0] = 2.0          # kernel 0: one strongly positive red weight
+    K[0, 2, 1, 1] = -1.0         # and a negative blue one
+    fig = show_kernels(K, [f"k{i}" for i in range(5)], ncols=3)
+    visible = [ax for ax in fig.axes if ax.axison]
+    assert len(visible) == 5 and len(fig.axes) == 6           # 2 rows of 3, the last cell empty
+    assert [ax.get_title() for ax in visible] == ["k0", "k1", "k2", "k3", "k4"]
+    img = visible[0].images[0].get_array()
+    assert img.shape == (2, 2, 3)
+    assert img[0, 0, 0] == pytest.approx(1.0) and img[1, 1, 2] == pytest.approx(0.25)
+    assert img[0, 1].tolist() == pytest.approx([0.5, 0.5, 0.5])
+    assert (visible[1].images[0].get_array() == 0.5).all()          # an all-zero kernel is plain grey
+
+
+def test_2d_kernels_of_different_sizes_are_heatmaps_centred_on_zero():
+    fig = show_kernels([torch.tensor([[1.0, -3.0], [0.0, 2.0]]), torch.ones(3, 3)], ncols=8)
+    assert len(fig.axes) == 2
+    norm = fig.axes[0].images[0].norm
+    assert (norm.vmin, norm.vcenter, norm.vmax) == (-3.0, 0.0, 3.0)
+    assert fig.axes[1].images[0].get_array().shape == (3, 3)
+
+
+@pytest.mark.parametrize("bad, kwargs, message", [
+    (torch.ones(4, 6, 5, 5), {}, "have 6 input channels; colour pictures need 3"),
+    (torch.ones(5, 5), {}, r"must have shape \(N, 3, kh, kw\) or \(N, kh, kw\)"),
+    ([torch.ones(2, 2), torch.ones(2)], {}, r"kernels\[1\] must be a 2-D tensor"),
+    ([], {}, "at least one kernel"),
+    ([torch.ones(2, 2)], {"titles": ["a", "b"]}, "1 kernels but 2 titles"),
+    ([torch.ones(2, 2)], {"ncols": 0}, "ncols must be a positive int"),
+])
+def test_bad_kernels_are_explained(bad, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        show_kernels(bad, **kwargs)
