@@ -248,8 +248,12 @@ def show_kernels(
       5×5 kernels beside 3×3 Sobel kernels): each as a heatmap, red positive and blue negative,
       centred on zero, on its own scale.
 
-    >>> show_kernels(net[0].weight)                       # the first layer's kernels, in colour
-    >>> show_kernels([*net[0].weight.sum(1), Gx], ncols=7)
+    >>> conv = torch.nn.Conv2d(3, 6, kernel_size=5)
+    >>> fig = show_kernels(conv.weight.detach())            # six 5×5 colour kernels, one row
+    >>> len([ax for ax in fig.axes if ax.axison])
+    6
+    >>> Gx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    >>> fig = show_kernels([*conv.weight.detach().sum(1), Gx], ncols=7)   # heatmaps, mixed sizes
     """
     if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
         raise ValueError(f"ncols must be a positive int, got {ncols!r}")
@@ -288,8 +292,7 @@ def show_kernels(
         if titles is not None:
             ax.set_title(titles[n], fontsize=8)
     fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return _show(fig)
 
 
 def _annotate(ax, M: torch.Tensor, diverging: bool = True) -> None:
