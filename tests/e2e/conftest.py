@@ -18,6 +18,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -91,10 +92,9 @@ def classroom(artifacts):
             local.create_user(user, password)
         hub.start()
         room = Classroom(hub, instructor, students, passwords)
-        for user in passwords:                      # all spawns at once, then wait for each
-            hub.start_server(user, wait=False)
-        for user in passwords:
-            room.servers[user] = hub.start_server(user)
+        with ThreadPoolExecutor(len(passwords)) as pool:   # all servers start at once
+            urls = pool.map(hub.start_server, passwords)
+        room.servers.update(zip(passwords, urls))
         yield room
     finally:
         hub.stop()
@@ -239,4 +239,5 @@ def graded_class(classroom, artifacts) -> GradedClass:
         feedback[student] = page["content"]
         (artifacts / f"feedback-{student}.html").write_text(page["content"])
     seconds["fetch_feedback"] = time.monotonic() - t0
+    (artifacts / "cycle-seconds.json").write_text(json.dumps(seconds, indent=1))
     return GradedClass(solved, half, subs, feedback, log, seconds)
