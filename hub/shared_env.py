@@ -104,9 +104,9 @@ def main(argv: list[str]) -> int:
     current = str((VENV / ".installed").stat().st_mtime_ns) if (VENV / ".installed").exists() else "?"
     if not (stamp.exists() and stamp.read_text() == current and runnable_by_others(hub_python())):
         build()
+        if not runnable_by_others(hub_python()):
+            raise SystemExit(f"error: built {SHARED}, but another account still cannot run it")
         stamp.write_text(current)
-    if not runnable_by_others(hub_python()):
-        raise SystemExit(f"error: built {SHARED}, but another account still cannot run it")
     print(f"hub environment: {SHARED} (hard links to {VENV}; its base Python is private)")
     return 0
 

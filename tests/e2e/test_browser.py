@@ -212,6 +212,7 @@ def test_instructor_sees_both_submissions_in_formgrader(browser, classroom, grad
         menu = nbgrader_menu(page)
         shots(page, "nbgrader-menu")
         assert {"Assignment List", "Formgrader", "Create assignment"} <= set(menu), menu
+        assert page.get_by_title("Create Assignment").count() >= 1     # its sidebar tab, absent for students
         page.keyboard.press("Escape")
         page.goto(f"{room.hub.url}/user/{room.instructor}/formgrader/manage_submissions/{ASSIGNMENT}")
         table = page.locator("table")
