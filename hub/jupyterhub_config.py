@@ -79,12 +79,12 @@ c.JupyterHub.load_groups = {
     INSTRUCTOR_GROUP: {"users": INSTRUCTORS},
     STUDENT_GROUP: {"users": STUDENTS},
 }
-# The roster in this file is the truth: groups are reset to it at every start.
+# The roster comes from the environment (see the top of this file).
 c.JupyterHub.load_roles = [
-    # Instructors may see who is in the class (nbgrader's course list asks the hub).
-    {"name": "convlab-instructor", "groups": [INSTRUCTOR_GROUP],
-     "scopes": [f"read:groups!group={STUDENT_GROUP}", f"read:groups!group={INSTRUCTOR_GROUP}",
-                f"list:users", "read:users:name"]},
+    # nbgrader's JupyterHubAuthPlugin, in each user's server, asks the hub for the user's groups
+    # (which courses they take or teach): the server token may read its own user's name and groups.
+    {"name": "server", "scopes": ["users:activity!user", "access:servers!server",
+                                  "read:users:name!user", "read:users:groups!user"]},
 ]
 _api_token = os.environ.get("CONVLAB_HUB_API_TOKEN")
 if _api_token:
