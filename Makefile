@@ -12,7 +12,7 @@ TEST_ENV := CONVLAB_FAKE_DATA=1
 
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test release venv clean-venv grader-deps autograde hub hub-deps
+.PHONY: lab instructor-lab test release venv clean-venv grader-deps autograde hub hub-deps
 
 venv: $(STAMP)
 
@@ -30,6 +30,12 @@ lab: $(STAMP)
 	@mkdir -p $(VENV)/exchange
 	JUPYTER_CONFIG_PATH=$(CURDIR)/hub/jupyter/student CONVLAB_EXCHANGE=$(abspath $(VENV))/exchange \
 		$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+## For instructors editing solutions/: JupyterLab on the whole repository with all of nbgrader's
+## tools (Create Assignment, Formgrader on the course config in grader/).
+instructor-lab: $(STAMP)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/grader $(BIN)/jupyter lab --notebook-dir=. \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 ## The autograder's sandbox needs bubblewrap (Debian/Ubuntu package `bubblewrap`).
 grader-deps:
