@@ -180,6 +180,10 @@ class LocalHub:
         """Stop the hub (it stops the servers and the proxy), then kill whatever it started that is
         still there: its remembered children and every process of the class's accounts."""
         self._remember_children()
+        # The users' servers first (by uid: servers, kernels, sandboxes), so the hub's own
+        # shutdown does not wait for each of them to stop politely.
+        for name in self.instructors + self.students:
+            kill_user_processes(name)
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
