@@ -73,10 +73,11 @@ class Classroom:
 
 
 @pytest.fixture(scope="session")
-def classroom(artifacts):
+def classroom(request):
     if os.geteuid() != 0:
         pytest.skip("the e2e tests create OS accounts and run JupyterHub's spawner: run them as root "
                     "(sudo make test); as root `make test` installs everything they need")
+    artifacts = request.getfixturevalue("artifacts")
     missing = local.missing_tools()
     assert not missing, "the hub cannot run here: " + "; ".join(missing)
     tag = secrets.token_hex(2)
