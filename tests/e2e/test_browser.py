@@ -81,6 +81,8 @@ def notebook(page):
 
 
 def run_all(page) -> None:
+    """Run All Cells, once the notebook's kernel is up (idle), so no cell runs before it is."""
+    page.locator(".jp-StatusBar-Item").filter(has_text=re.compile(r"\| Idle")).first.wait_for()
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_text("Run All Cells", exact=True).click()
 
@@ -178,8 +180,13 @@ def test_slider_explorer_renders_and_reacts(browser, classroom, artifacts):
         nb = page.locator(".jp-NotebookPanel").filter(has_text="explore_conv_windows")
         nb.locator(".jp-Cell").first.wait_for()
         run_all(page)
-        box = nb.locator(".widget-interact").first
-        box.wait_for()
+        explorer = nb.locator(".jp-CodeCell").filter(has_text="convlab.explore_conv_windows(").first
+        box = explorer.locator(".widget-interact").first
+        try:
+            box.wait_for()
+        except Exception:
+            raise AssertionError("no slider explorer after running the cells; the cell shows: "
+                                 + explorer.inner_text()[:2000]) from None
         box.scroll_into_view_if_needed()
         figure = box.locator("img").first
         figure.wait_for()
