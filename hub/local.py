@@ -82,16 +82,18 @@ def kill_user_processes(name: str) -> None:
         uid = pwd.getpwnam(name).pw_uid
     except KeyError:
         return
-    for _ in range(5):
-        procs = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid]
-        if not procs:
-            return
+    def alive():   # zombies are dead already (their parent, the hub, reaps them)
+        return [p for p in psutil.process_iter(["uids", "status"])
+                if p.info["uids"] and p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE]
+
+    deadline = time.monotonic() + 20
+    while (procs := alive()) and time.monotonic() < deadline:
         for p in procs:
             try:
                 p.kill()
             except psutil.Error:
                 pass
-        psutil.wait_procs(procs, timeout=5)
+        time.sleep(0.1)
 
 
 def delete_user(name: str) -> None:
