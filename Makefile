@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test test-fast release venv clean-venv grader-deps autograde lock
+.PHONY: lab instructor-lab test test-fast release venv clean-venv grader-deps autograde lock hub hub-deps
 
 # One line saying which Python is needed when the one found is too old (or newer than tested).
 PY_CHECK := from __future__ import print_function; import sys; v = sys.version_info[:2]; \
@@ -45,11 +45,19 @@ endif
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (convlab)" >/dev/null
 	@touch $@
 
-## Open the course (student notebooks) in JupyterLab. nbgrader's extensions find the course
-## config in grader/; root (as in containers) needs --allow-root.
+## Open the course (student notebooks) in JupyterLab, with the student's tools only (nbgrader's
+## Assignments and Validate; no formgrader, no Create Assignment, no news popup): the config in
+## hub/jupyter/student, as on the hub, with an empty local exchange. Root needs --allow-root.
 lab: $(STAMP)
-	JUPYTER_CONFIG_PATH=$(CURDIR)/grader $(BIN)/jupyter lab --notebook-dir=notebooks \
-		$(if $(filter 0,$(shell id -u)),--allow-root)
+	@mkdir -p $(VENV)/exchange
+	JUPYTER_CONFIG_PATH=$(CURDIR)/hub/jupyter/student CONVLAB_EXCHANGE=$(abspath $(VENV))/exchange \
+		$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+## For instructors editing solutions/: JupyterLab on the whole repository with all of nbgrader's
+## tools (Create Assignment, Formgrader on the course config in grader/).
+instructor-lab: $(STAMP)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/grader $(BIN)/jupyter lab --notebook-dir=. \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 ## The autograder's sandbox needs bubblewrap (Debian/Ubuntu package `bubblewrap`).
 grader-deps:
@@ -61,13 +69,34 @@ grader-deps:
 			     "(or your distribution's equivalent), then 'make test' again." >&2; exit 1; \
 		fi; }
 
+## The hub and its browser tests need Debian's chromium, configurable-http-proxy (npm, into
+## .venv/node) and, where the venv's Python is private to root, .venv/hub (hub/shared_env.py).
+## As root this installs them; otherwise it says what to run (the e2e tests then skip).
+CHP_VERSION := 5.3.0
+hub-deps: $(STAMP)
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "note: the JupyterHub/browser tests (tests/e2e) need root: run 'sudo make hub-deps' and" \
+		     "'sudo make test' to include them; they are skipped now." >&2; exit 0; fi; \
+	set -e; \
+	pkgs="$$(command -v chromium >/dev/null 2>&1 || echo chromium) $$(command -v npm >/dev/null 2>&1 || echo npm)"; \
+	if [ -n "$$(echo $$pkgs)" ]; then \
+		apt-get install -y $$pkgs || { apt-get update && apt-get install -y $$pkgs; }; fi; \
+	test -x $(VENV)/node/bin/configurable-http-proxy || \
+		npm install --silent --no-fund --no-audit --prefix $(VENV)/node -g configurable-http-proxy@$(CHP_VERSION); \
+	$(BIN)/python hub/shared_env.py
+
+## The class on this machine: JupyterHub on localhost with a demo instructor and two demo
+## students (their logins are printed); Ctrl-C stops it and removes the demo accounts. Root only.
+hub: $(STAMP) grader-deps hub-deps
+	$(BIN)/python -m hub.demo
+
 ## Grade a folder of submissions: make autograde SUBMISSIONS=path/to/folder
 autograde: $(STAMP) grader-deps
 	$(BIN)/python -m grader autograde $(SUBMISSIONS)
 
 ## Run every test: unit tests, doctests of convlab, release-in-sync, nbval on solutions, student
 ## versions, grading pipeline, sandbox and hostile catalog (as root, also as an unprivileged user).
-test: $(STAMP) grader-deps
+test: $(STAMP) grader-deps hub-deps
 	$(TEST_ENV) $(BIN)/python -m pytest tests convlab solutions --doctest-modules --nbval --nbval-current-env \
 		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
 

@@ -1,0 +1,1 @@
+"""Running convlab for a class on JupyterHub: see hub/README.md."""

@@ -1,0 +1,100 @@
+"""The instructor's grading step on the hub: collect, autograde with our grader, release feedback.
+
+    python /path/to/convlab/hub/grade.py 01_cross_correlation            # all three steps
+    python hub/grade.py 01_cross_correlation --no-collect --no-release   # just (re)grade
+
+Run it as the instructor (in a JupyterLab terminal on the hub), with the course's Python. The
+course folder is ~/convlab (--course to change), the one formgrader shows:
+
+1. `nbgrader collect ASSIGNMENT`: the exchange's latest submissions into submitted/, laid out
+   <student>/<assignment>/<assignment>.ipynb, exactly what `python -m grader autograde` reads;
+2. `python -m grader autograde submitted --assignment ASSIGNMENT --out COURSE`: sandboxed grading;
+   it updates COURSE/gradebook.db as `nbgrader autograde` would and writes the executed notebooks
+   to COURSE/autograded/ (nbgrader's folder, so formgrader opens them), grades.csv and cells.csv;
+3. `python -m grader feedback`: one page per student (scores and failure messages, visible tests
+   only, never hidden test text), put where nbgrader expects it
+   (feedback/<student>/<assignment>/<assignment>.html with the submission's timestamp and secret),
+   then `nbgrader release_feedback ASSIGNMENT`; students get it with *Fetch Feedback*.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(cmd: list[str], cwd: Path) -> None:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # nbgrader runs alembic
+    print("+", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=cwd, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: `{' '.join(cmd)}` failed (exit {proc.returncode}); see its output above")
+
+
+def place_feedback(pages: Path, course: Path, assignment: str) -> list[Path]:
+    """pages/<student>/<assignment>.html → course/feedback/<student>/<assignment>/<assignment>.html,
+    with the submission's timestamp.txt and submission_secret.txt (nbgrader release_feedback needs
+    both to address the page to the submission it belongs to)."""
+    placed = []
+    for page in sorted(pages.glob(f"*/{assignment}.html")):
+        student = page.parent.name
+        submitted = course / "submitted" / student / assignment
+        if not (submitted / "timestamp.txt").is_file():
+            print(f"warning: {student}: no submitted/{student}/{assignment}/timestamp.txt; feedback not released",
+                  file=sys.stderr)
+            continue
+        dest = course / "feedback" / student / assignment
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            if (submitted / name).is_file():
+                shutil.copyfile(submitted / name, dest / name)
+        shutil.copyfile(page, dest / f"{assignment}.html")
+        placed.append(dest / f"{assignment}.html")
+    return placed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hub/grade.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("assignment", help="e.g. 01_cross_correlation (a folder of solutions/)")
+    parser.add_argument("--course", type=Path, default=Path("~/convlab").expanduser(),
+                        help="the instructor's course folder, with its nbgrader_config.py (default: ~/convlab)")
+    parser.add_argument("--no-collect", action="store_true", help="grade what submitted/ already holds")
+    parser.add_argument("--no-release", action="store_true", help="write feedback but do not release it")
+    parser.add_argument("autograde_args", nargs=argparse.REMAINDER,
+                        help="after --: more options for python -m grader autograde (e.g. -- --workers 1)")
+    args = parser.parse_args(argv)
+    course = args.course.resolve()
+    if not (course / "nbgrader_config.py").is_file():
+        parser.error(f"{course} has no nbgrader_config.py: on the hub it is written when an instructor's "
+                     f"server starts; elsewhere pass --course")
+    if not (ROOT / "solutions" / args.assignment).is_dir():
+        parser.error(f"{args.assignment} is not an assignment (solutions/ has "
+                     f"{', '.join(sorted(p.name for p in (ROOT / 'solutions').iterdir() if p.is_dir()))})")
+    py = sys.executable
+    extra = [a for a in args.autograde_args if a != "--"]
+
+    if not args.no_collect:
+        run([py, "-m", "nbgrader", "collect", args.assignment], cwd=course)
+    if not (course / "submitted").is_dir():
+        raise SystemExit(f"error: {course}/submitted does not exist: nothing was collected yet")
+    run([py, "-m", "grader", "autograde", str(course / "submitted"), "--assignment", args.assignment,
+         "--config-dir", str(course), "--out", str(course), "--no-progress", *extra], cwd=ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        run([py, "-m", "grader", "feedback", "--out", str(course), "--dest", tmp], cwd=ROOT)
+        placed = place_feedback(Path(tmp), course, args.assignment)
+    print(f"feedback for {len(placed)} student(s) under {course / 'feedback'}")
+    if not args.no_release and placed:
+        run([py, "-m", "nbgrader", "release_feedback", args.assignment], cwd=course)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

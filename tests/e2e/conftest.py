@@ -1,0 +1,244 @@
+"""One real JupyterHub for all end-to-end tests (session-scoped), and the class cycle run on it once.
+
+`classroom`: OS accounts (names start with `clhub`, removed afterwards), an exchange folder, the
+hub from hub/jupyterhub_config.py on a free localhost port, every user's server started through
+the hub's REST API. `graded_class`: lesson 1 released, fetched, submitted (solved / half-solved),
+collected, autograded with `python -m grader autograde`, feedback released and fetched, all
+through the hub's REST API and the users' own servers (nbgrader's server extensions, the contents
+API, a terminal for the instructor's grading command). Everything started is stopped, even on
+failure. As a non-root user every test here is skipped (it must create OS accounts).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import nbformat
+import pytest
+
+from grader import submissions
+from grader.course import ROOT, source_notebook, student_notebook
+from hub import local
+
+ASSIGNMENT = "01_cross_correlation"
+EXPLORER = "04_padding_and_stride"
+ARTIFACTS = ROOT / "tests" / "e2e" / "artifacts"
+HALF_SOLVED = ("corr2d_impl", "convolve2d_impl")   # the exercises the half-solved student answered
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: starts real services (JupyterHub, a browser); minutes, not seconds")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if ARTIFACTS.exists() and any(ARTIFACTS.iterdir()):
+        terminalreporter.write_line(f"e2e screenshots and hub logs: {ARTIFACTS}")
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+# --- the class: accounts, hub, servers ------------------------------------------------------------
+
+@dataclass
+class Classroom:
+    hub: local.LocalHub
+    instructor: str
+    students: list[str]          # [solved, half-solved, browser learner]
+    passwords: dict[str, str]
+    servers: dict[str, str] = field(default_factory=dict)   # user -> server base URL
+
+    def call(self, user: str, method: str, path: str, body=None, form: bool = False, timeout: float = 120):
+        """A request to `user`'s own server (through the proxy), as the admin service."""
+        return local.request(method, f"{self.servers[user]}{path}", self.hub.token, body, timeout=timeout, form=form)
+
+    def home(self, user: str) -> Path:
+        import pwd
+        return Path(pwd.getpwnam(user).pw_dir)
+
+
+@pytest.fixture(scope="session")
+def classroom(request):
+    if os.geteuid() != 0:
+        pytest.skip("the e2e tests create OS accounts and run JupyterHub's spawner: run them as root "
+                    "(sudo make test); as root `make test` installs everything they need")
+    artifacts = request.getfixturevalue("artifacts")
+    missing = local.missing_tools()
+    assert not missing, "the hub cannot run here: " + "; ".join(missing)
+    tag = secrets.token_hex(2)
+    instructor = f"clhub{tag}i"
+    students = [f"clhub{tag}s{i}" for i in (1, 2, 3)]
+    passwords = {u: secrets.token_urlsafe(12) for u in [instructor, *students]}
+    base = Path(tempfile.mkdtemp(prefix="clhub-"))
+    base.chmod(0o755)
+    hub = local.LocalHub(state=base / "state", instructors=[instructor], students=students,
+                         exchange=base / "exchange", log_path=artifacts / "jupyterhub.log")
+    try:
+        for user, password in passwords.items():
+            local.create_user(user, password)
+        hub.start()
+        room = Classroom(hub, instructor, students, passwords)
+        with ThreadPoolExecutor(len(passwords)) as pool:   # all servers start at once
+            urls = pool.map(hub.start_server, passwords)
+        room.servers.update(zip(passwords, urls))
+        yield room
+    finally:
+        hub.stop()
+        for user in passwords:
+            local.delete_user(user)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# --- notebooks the students hand in ---------------------------------------------------------------
+
+def half_solved(assignment: str = ASSIGNMENT) -> nbformat.NotebookNode:
+    """The student version with only the HALF_SOLVED exercises answered (as in solutions/)."""
+    solved = {c.metadata["nbgrader"]["grade_id"]: c.source for c in submissions.solved(assignment).cells
+              if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = copy.deepcopy(submissions.untouched(assignment))
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in HALF_SOLVED:
+            cell.source = solved[cell.metadata["nbgrader"]["grade_id"]]
+    return nb
+
+
+def expected_cell_scores(answered: tuple[str, ...] | None, assignment: str = ASSIGNMENT) -> dict[str, float]:
+    """grade_id -> points each test cell should earn: the tests of an exercise follow its solution
+    cell (up to the next one); they earn full points when that exercise is answered (None: all)."""
+    scores, current = {}, None
+    for cell in nbformat.read(source_notebook(assignment), as_version=4).cells:
+        md = cell.metadata.get("nbgrader", {})
+        if md.get("solution"):
+            current = md["grade_id"]
+        elif md.get("grade"):
+            full = answered is None or current in answered
+            scores[md["grade_id"]] = float(md["points"]) if full else 0.0
+    return scores
+
+
+def hidden_test_lines(assignment: str = ASSIGNMENT) -> list[str]:
+    """The lines of the hidden tests that are not also in the student version."""
+    visible = nbformat.read(student_notebook(assignment), as_version=4)
+    visible_text = "\n".join(c.source for c in visible.cells)
+    lines = []
+    for cell in nbformat.read(source_notebook(assignment), as_version=4).cells:
+        for block in re.findall(r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS", cell.source, re.S):
+            lines += [ln.strip() for ln in block.splitlines()
+                      if len(ln.strip()) >= 12 and ln.strip() not in visible_text]
+    assert lines, f"{assignment} has no hidden tests to look for"
+    return lines
+
+
+# --- the instructor's terminal --------------------------------------------------------------------
+
+def run_in_terminal(room: Classroom, user: str, command: str, timeout: float = 600) -> str:
+    """Run `command` in a JupyterLab terminal of `user`'s server (terminado's websocket); return
+    its output; fail if it exits non-zero."""
+    import websocket
+
+    name = room.call(user, "POST", "/api/terminals", {})["name"]
+    url = room.servers[user].replace("http://", "ws://") + f"/terminals/websocket/{name}"
+    ws = websocket.create_connection(url, header=[f"Authorization: token {room.hub.token}"], timeout=30)
+    marker = re.compile(r"CLHUB-EXIT-(\d+)")
+    out = []
+    try:
+        ws.send(json.dumps(["stdin", f"{command}; echo CLHUB-EXIT-$((0+$?))\r"]))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ws.settimeout(max(1.0, deadline - time.monotonic()))
+            msg = json.loads(ws.recv())
+            if msg[0] == "stdout":
+                out.append(msg[1])
+                m = marker.search("".join(out))
+                if m:
+                    text = "".join(out)
+                    assert m.group(1) == "0", f"`{command}` failed (exit {m.group(1)}):\n{text[-6000:]}"
+                    return text
+        raise AssertionError(f"`{command}` did not finish within {timeout:g} s:\n{''.join(out)[-6000:]}")
+    finally:
+        ws.close()
+        try:
+            room.call(user, "DELETE", f"/api/terminals/{name}")
+        except local.HubError:
+            pass
+
+
+# --- the class cycle ------------------------------------------------------------------------------
+
+@dataclass
+class GradedClass:
+    solved: str
+    half: str
+    formgrader_submissions: list[dict]
+    feedback: dict[str, str]             # student -> fetched feedback HTML
+    grade_log: str
+    seconds: dict[str, float]
+
+
+def _ok(reply, what: str):
+    assert isinstance(reply, (dict, list)), f"{what}: unexpected reply {reply!r}"
+    if isinstance(reply, dict) and "success" in reply:
+        assert reply["success"], f"{what} failed: {reply.get('error') or reply.get('log') or reply}"
+    return reply
+
+
+@pytest.fixture(scope="session")
+def graded_class(classroom, artifacts) -> GradedClass:
+    room, inst = classroom, classroom.instructor
+    solved, half, learner = room.students
+    t0 = time.monotonic()
+    seconds = {}
+    form = {"course_id": "convlab", "assignment_id": ASSIGNMENT}
+
+    # instructor: generate (gradebook) and release, as formgrader's buttons do
+    _ok(room.call(inst, "POST", f"/formgrader/api/assignment/{ASSIGNMENT}/assign", {}), "generate_assignment")
+    _ok(room.call(inst, "POST", f"/formgrader/api/assignment/{ASSIGNMENT}/release", {}), "release_assignment")
+    seconds["release"] = time.monotonic() - t0
+
+    # two students fetch and hand in (the third fetches in the browser test)
+    for student in (solved, half):
+        listing = room.call(student, "POST", "/assignments/fetch", form, form=True)
+        _ok(listing, f"{student}: fetch")
+        fetched = [a for a in listing["value"] if a["assignment_id"] == ASSIGNMENT and a["status"] == "fetched"]
+        assert fetched, f"{student}: {ASSIGNMENT} not fetched: {listing}"
+    for student, nb in ((solved, submissions.solved(ASSIGNMENT)), (half, half_solved())):
+        room.call(student, "PUT", f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
+                  {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))})
+        _ok(room.call(student, "POST", "/assignments/submit", form, form=True), f"{student}: submit")
+    seconds["fetch+submit"] = time.monotonic() - t0
+
+    # instructor: collect, autograde with our grader, release feedback (one command, in a terminal)
+    python = local.hub_python()
+    log = run_in_terminal(room, inst, f"cd ~ && {python} {ROOT / 'hub' / 'grade.py'} {ASSIGNMENT}")
+    (artifacts / "grade.log").write_text(log)
+    seconds["collect+autograde+feedback"] = time.monotonic() - t0
+
+    subs = room.call(inst, "GET", f"/formgrader/api/submissions/{ASSIGNMENT}")
+
+    feedback = {}
+    for student in (solved, half):
+        _ok(room.call(student, "POST", "/assignments/fetch_feedback", form, form=True), f"{student}: fetch_feedback")
+        folder = room.call(student, "GET", f"/api/contents/{ASSIGNMENT}/feedback")
+        stamps = [item["path"] for item in folder["content"] if item["type"] == "directory"]
+        assert len(stamps) == 1, f"{student}: expected one feedback folder, found {folder['content']}"
+        page = room.call(student, "GET", f"/api/contents/{quote(stamps[0])}/{ASSIGNMENT}.html?type=file&format=text")
+        feedback[student] = page["content"]
+        (artifacts / f"feedback-{student}.html").write_text(page["content"])
+    seconds["fetch_feedback"] = time.monotonic() - t0
+    (artifacts / "cycle-seconds.json").write_text(json.dumps(seconds, indent=1))
+    return GradedClass(solved, half, subs, feedback, log, seconds)

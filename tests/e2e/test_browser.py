@@ -1,0 +1,238 @@
+"""The class in a real browser (Playwright driving Debian's chromium) on the shared test hub.
+
+As a student: log in, see only the student tools (no Formgrader / Create Assignment, no news
+popup), fetch lesson 1 from the assignment list and open it, fill in `corr2d`, run the cells, see
+the sliding-window animation step, click Validate and read the result; open lesson 4 and move a
+slider of its explorer, the figure changes. As the instructor: the same menu has the instructor
+tools, and formgrader lists both submissions with their scores. Screenshots of each step go to
+tests/e2e/artifacts/.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import submissions
+from grader.course import student_notebook
+
+from .conftest import ASSIGNMENT, EXPLORER, HALF_SOLVED, expected_cell_scores
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions"]
+TIMEOUT = 120_000   # ms: kernels import PyTorch on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def browser(classroom):
+    from playwright.sync_api import sync_playwright
+    assert CHROMIUM.exists(), "chromium is missing: run `make hub-deps` (apt-get install chromium)"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Shots:
+    def __init__(self, folder: Path, prefix: str):
+        self.folder, self.prefix, self.n = folder, prefix, 0
+
+    def __call__(self, page, name: str) -> None:
+        self.n += 1
+        page.screenshot(path=str(self.folder / f"{self.prefix}-{self.n:02d}-{name}.png"))
+
+
+def login(browser, room, user: str, shots: Shots):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    page.goto(f"{room.hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", room.passwords[user])
+    shots(page, "login")
+    page.click("#login_submit")
+    page.wait_for_url(f"**/user/{user}/lab**")
+    page.wait_for_selector("#jp-main-dock-panel")
+    page.get_by_role("menuitem", name="Nbgrader").wait_for()   # the lab and its extensions are up
+    return context, page
+
+
+def nbgrader_menu(page) -> list[str]:
+    page.get_by_role("menuitem", name="Nbgrader").click()
+    items = [t.split("\t")[0].strip() for t in page.locator(".lm-Menu-content .lm-Menu-item:visible").all_inner_texts()]
+    return [t for t in items if t]
+
+
+def disabled_plugins(page) -> dict:
+    return page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).disabledExtensions || {}")
+
+
+def notebook(page):
+    """The notebook panel in front."""
+    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+
+
+def run_all(page) -> None:
+    """Run All Cells, once the notebook's kernel is up (idle), so no cell runs before it is."""
+    page.locator(".jp-StatusBar-Item").filter(has_text=re.compile(r"\| Idle")).first.wait_for()
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+
+
+def test_student_fetches_works_validates_and_sees_the_animation(browser, classroom, graded_class, artifacts):
+    room = classroom
+    learner = room.students[2]
+    # windowed notebooks only render what is on screen; a test reads cells far apart
+    room.call(learner, "PUT", "/lab/api/settings/@jupyterlab/notebook-extension:tracker",
+              {"raw": json.dumps({"windowingMode": "none"})})
+    shots = Shots(artifacts, "student")
+    context, page = login(browser, room, learner, shots)
+    try:
+        # student tools only, and no "get notified about news?" popup
+        page.wait_for_timeout(3000)          # the news question would come as a toast by now
+        shots(page, "lab")
+        assert "@jupyterlab/apputils-extension:announcements" in disabled_plugins(page)
+        assert page.get_by_text("official Jupyter news").count() == 0
+        assert page.locator(".jp-Notification-Toast").count() == 0
+        menu = nbgrader_menu(page)
+        shots(page, "nbgrader-menu")
+        assert menu == ["Assignment List"], menu
+        assert page.get_by_title("Create Assignment").count() == 0
+
+        # fetch lesson 1 from the assignment list and open it
+        page.get_by_text("Assignment List", exact=True).click()
+        released = page.locator("#released_assignments_list .list_item").filter(has_text=ASSIGNMENT)
+        shots(page, "assignment-list")
+        released.get_by_role("button", name="Fetch").click()
+        page.locator("#fetched_assignments_list a.assignment-notebooks-link").filter(has_text=ASSIGNMENT).click()
+        page.locator(f"#nbgrader-convlab-{ASSIGNMENT} a[href='#']").filter(has_text=ASSIGNMENT).click()
+        nb = notebook(page)
+        nb.locator(".jp-Cell").first.wait_for()
+        shots(page, "lesson1-open")
+
+        # fill in corr2d (only), then run every cell
+        answer = next(c.source for c in submissions.solved(ASSIGNMENT).cells
+                      if c.metadata.get("nbgrader", {}).get("grade_id") == "corr2d_impl")
+        cell = nb.locator(".jp-CodeCell").filter(has_text="def corr2d(").first
+        cell.scroll_into_view_if_needed()
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Control+a")
+        page.keyboard.insert_text(answer)
+        shots(page, "corr2d-filled")
+        run_all(page)
+        # execution stops at the first exercise not done yet: convolve2d
+        nb.locator(".jp-OutputArea-output").filter(has_text="NotImplementedError").first.wait_for()
+        errors = nb.locator(".jp-CodeCell").filter(has=page.locator(".jp-OutputArea-output", has_text="NotImplementedError"))
+        assert "convolve2d" in errors.first.inner_text()
+        assert nb.locator(".jp-CodeCell").filter(has_text="corr2d reproduces the worked example") \
+                 .locator(".jp-OutputArea-output").filter(has_text="Error").count() == 0
+
+        # the sliding-window animation: an image whose frame changes with "Next frame"
+        anim = nb.locator(".jp-OutputArea-output .animation").first
+        anim.scroll_into_view_if_needed()
+        frame = anim.locator("img").first
+        first = frame.get_attribute("src")
+        assert first and first.startswith("data:image/png;base64,")
+        shots(page, "animation-frame-0")
+        anim.locator("button[title='Next frame']").click()
+        page.wait_for_function("([img, src]) => img.getAttribute('src') !== src",
+                               arg=[frame.element_handle(), first])
+        shots(page, "animation-frame-1")
+
+        # Validate: the result names the unfinished exercise, not corr2d
+        page.keyboard.press("Escape")
+        nb.locator(".jp-Toolbar").get_by_text("Validate", exact=True).click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.get_by_text("Validation Results").wait_for()
+        page.wait_for_function("() => /failed|passed|success/i.test(document.querySelector('.jp-Dialog').innerText)")
+        result = dialog.inner_text()
+        shots(page, "validate")
+        assert re.search(r"following cells? failed", result), result[:2000]
+        assert "convolve2d" in result and "NotImplementedError" in result
+        assert "corr2d reproduces the worked example" not in result
+        dialog.get_by_role("button", name="Ok").click()
+    except Exception:
+        shots(page, "FAILED")
+        raise
+    finally:
+        context.close()
+
+
+def test_slider_explorer_renders_and_reacts(browser, classroom, artifacts):
+    room = classroom
+    learner = room.students[2]
+    nb_json = json.loads(nbformat.writes(nbformat.read(student_notebook(EXPLORER), as_version=4)))
+    room.call(learner, "PUT", f"/api/contents/{EXPLORER}.ipynb", {"type": "notebook", "format": "json", "content": nb_json})
+    room.call(learner, "PUT", "/lab/api/settings/@jupyterlab/notebook-extension:tracker",
+              {"raw": json.dumps({"windowingMode": "none"})})
+    shots = Shots(artifacts, "explorer")
+    context, page = login(browser, room, learner, shots)
+    try:
+        page.goto(f"{room.hub.url}/user/{learner}/lab/tree/{EXPLORER}.ipynb?reset")   # only this notebook open
+        nb = page.locator(".jp-NotebookPanel").filter(has_text="explore_conv_windows")
+        nb.locator(".jp-Cell").first.wait_for()
+        run_all(page)
+        explorer = nb.locator(".jp-CodeCell").filter(has_text="convlab.explore_conv_windows(").first
+        box = explorer.locator(".widget-interact").first
+        try:
+            box.wait_for()
+        except Exception:
+            raise AssertionError("no slider explorer after running the cells; the cell shows: "
+                                 + explorer.inner_text()[:2000]) from None
+        box.scroll_into_view_if_needed()
+        figure = box.locator("img").first
+        figure.wait_for()
+        before = figure.get_attribute("src")
+        assert box.locator(".widget-slider").count() >= 4
+        shots(page, "explorer")
+        readout = box.locator(".widget-slider").first.locator(".widget-readout")
+        value = int(readout.inner_text())
+        box.locator(".widget-slider").first.locator(".noUi-handle").focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("([img, src]) => img.isConnected === false || img.getAttribute('src') !== src",
+                               arg=[figure.element_handle(), before])
+        after = box.locator("img").first
+        after.wait_for()
+        assert after.get_attribute("src") != before
+        assert int(readout.inner_text()) == value + 1
+        shots(page, "explorer-moved")
+    except Exception:
+        shots(page, "FAILED")
+        raise
+    finally:
+        context.close()
+
+
+def test_instructor_sees_both_submissions_in_formgrader(browser, classroom, graded_class, artifacts):
+    room = classroom
+    shots = Shots(artifacts, "instructor")
+    context, page = login(browser, room, room.instructor, shots)
+    try:
+        menu = nbgrader_menu(page)
+        shots(page, "nbgrader-menu")
+        assert {"Assignment List", "Formgrader", "Create assignment"} <= set(menu), menu
+        assert page.get_by_title("Create Assignment").count() >= 1     # its sidebar tab, absent for students
+        page.keyboard.press("Escape")
+        page.goto(f"{room.hub.url}/user/{room.instructor}/formgrader/manage_submissions/{ASSIGNMENT}")
+        table = page.locator("table")
+        for student in (graded_class.solved, graded_class.half):
+            table.get_by_text(student).first.wait_for()
+        shots(page, "manage-submissions")
+        full = sum(expected_cell_scores(None).values())
+        half = sum(expected_cell_scores(HALF_SOLVED).values())
+        rows = {s: page.locator("tr").filter(has_text=s).first.inner_text() for s in (graded_class.solved, graded_class.half)}
+        assert re.search(rf"\b{full:g}\s*/\s*{full:g}\b", rows[graded_class.solved]), rows
+        assert re.search(rf"\b{half:g}\s*/\s*{full:g}\b", rows[graded_class.half]), rows
+    except Exception:
+        shots(page, "FAILED")
+        raise
+    finally:
+        context.close()
