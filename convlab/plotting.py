@@ -71,7 +71,7 @@ def animate_corr2d(
     interval: int = 900,
     steps: Iterable[tuple[int, int]] | None = None,
 ):
-    """Animate cross-correlation step by step with *your* `corr2d`, as HTML for JupyterLab.
+    r"""Animate cross-correlation step by step with *your* `corr2d`, as HTML for JupyterLab.
 
     The window slides over X row by row; each frame shows which inputs meet which kernel
     weights and the output entry they produce. `steps` limits the frames to some positions.
