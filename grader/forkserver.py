@@ -219,6 +219,12 @@ class ForkedKernel(SandboxedKernel):
                 pass
         sandbox._MONITOR.forget(self)
 
+    def interrupt(self) -> None:
+        try:
+            self.proc.send_signal(signal.SIGINT)
+        except psutil.Error:
+            pass
+
     def cleanup(self) -> None:
         self.kill()
         self.server.kernel = None

@@ -218,6 +218,16 @@ class SandboxedKernel:
         kill_tree(self.proc)
         _MONITOR.forget(self)
 
+    def interrupt(self) -> None:
+        """SIGINT to the kernel itself (inside bubblewrap: the python process running ipykernel)."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            for p in [root, *root.children(recursive=True)]:
+                if any("ipykernel" in part for part in p.cmdline()):
+                    p.send_signal(signal.SIGINT)
+        except psutil.Error:
+            pass
+
     def cleanup(self) -> None:
         self.kill()
         if not os.environ.get("CONVLAB_GRADER_DEBUG"):
