@@ -56,17 +56,19 @@ from tqdm import tqdm
 
 from . import integrity
 from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook
-from .examination import CALL_TIMEOUT, Examination
+from . import monkeypatch
+from .examination import CALL_TIMEOUT, Examination, is_instructor
 from .forkserver import ForkServerPool
 from .kernel import Kernel, KernelDied
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
 GRADER_VERSION = "1"
 STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing")
-DEATH_STATUS = {"timeout": "timeout", "memory": "memory", "disk": "memory", "flood": "crashed",
+DEATH_STATUS = {"timeout": "timeout", "call_timeout": "timeout", "memory": "memory", "disk": "memory", "flood": "crashed",
                 "crashed": "crashed", "killed": "crashed"}
 DEATH_MESSAGE = {
     "timeout": "the notebook ran out of time ({timeout:g} s for the whole notebook)",
+    "call_timeout": "a call of the student's code from a test ran out of time and could not be interrupted",
     "memory": "the notebook used more memory than allowed ({memory})",
     "disk": "the notebook wrote too much to disk",
     "flood": "the notebook printed too much output",
@@ -272,6 +274,7 @@ def execute(job: Job, student: Kernel, examiner: Kernel, imports: dict, opts: Op
     job.nb; returns (death reason or None, timings)."""
     exam = Examination(job, student, examiner, imports, timeout=opts.timeout, sandbox=opts.sandbox,
                        call_timeout=opts.call_timeout)
+    job.findings.extend(monkeypatch.findings([c.source for c in exam.cells if not is_instructor(c)]))
     died = None
     try:
         exam.run()

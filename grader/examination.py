@@ -139,16 +139,17 @@ class Examination:
         t, relayed = time.monotonic(), self.timings["round_trips"]
         bind = self.examiner.run(BIND, deadline=self.deadline, silent=True, budget=self.budget,
                                  on_input=self.relay)
-        reply = self.examiner.run(cell.source, deadline=self.deadline, budget=self.budget,
-                                  on_input=self.relay)
-        outputs.extend(reply.outputs)
-        if integrity.is_test(cell):
-            cell.execution_count = reply.execution_count
         if bind.status != "ok":
-            outputs.append(_error("GraderError", f"the grader could not reach the student's names: "
-                                  f"{bind.ename}: {bind.evalue}"))
-        elif reply.status != "ok" and not any(o.output_type == "error" for o in outputs):
-            outputs.append(_error(reply.ename or "Error", reply.evalue))
+            outputs.append(_error(bind.ename or "GraderError", f"the grader could not reach the student's "
+                                  f"names, so this cell was not run: {bind.evalue}"))
+        else:
+            reply = self.examiner.run(cell.source, deadline=self.deadline, budget=self.budget,
+                                      on_input=self.relay)
+            outputs.extend(reply.outputs)
+            if integrity.is_test(cell):
+                cell.execution_count = reply.execution_count
+            if reply.status != "ok" and not any(o.output_type == "error" for o in outputs):
+                outputs.append(_error(reply.ename or "Error", reply.evalue))
         self.timings["examiner"] += time.monotonic() - t - (self.timings["round_trips"] - relayed)
 
     # -- proxy calls -------------------------------------------------------------------------
@@ -193,8 +194,8 @@ class Examination:
         try:
             self.student.answer(msg_id, deadline=end, budget=self.budget, kill=False)
         except CallTimeout:
-            self.student.process.kill("timeout")
-            self.student_died = KernelDied("timeout", f"a call took longer than {self.call_timeout:g} s "
+            self.student.process.kill("call_timeout")
+            self.student_died = KernelDied("call_timeout", f"a call took longer than {self.call_timeout:g} s "
                                            "and could not be interrupted")
             raise _GraderSays(f"did not finish within {self.call_timeout:g} s (the time each call may "
                               "take) and could not be interrupted: the student's kernel was stopped") from None

@@ -287,6 +287,8 @@ def _student_exception(answer, what):
     for base in bases:
         if isinstance(base, str) and base in BUILTIN_ERRORS:
             return BUILTIN_ERRORS[base](message)
+    if error == "WireError":
+        return StudentCodeError(f"{what} returned something the grader cannot take as data: {message}")
     if error in ("KeyboardInterrupt", "SystemExit"):
         return StudentCodeError(f"{what} was stopped ({error}{': ' + message if message else ''})")
     return StudentCodeError(f"{what} raised {error}: {message}")

@@ -54,9 +54,14 @@ class Agent:
             request = wire.loads(text)
             answer = getattr(self, "op_" + request["op"])(request)
             answer.update(id=request["id"], ok=True)
-            return wire.dumps(answer)
+            text = wire.dumps(answer)
+            if len(text) > wire.MAX_MESSAGE:
+                raise wire.WireError(f"the answer is {len(text) / 2**20:.1f} MB of data (at most "
+                                     f"{wire.MAX_MESSAGE // 2**20} MB can be sent): return a smaller result")
+            return text
         except BaseException as err:  # noqa: BLE001 - every failure is an answer
-            bases = [c.__name__ for c in type(err).__mro__ if c.__module__ == "builtins"]
+            bases = ([] if isinstance(err, wire.WireError) else
+                     [c.__name__ for c in type(err).__mro__ if c.__module__ == "builtins"])
             return wire.dumps({"id": request.get("id"), "ok": False, "error": type(err).__name__,
                                "bases": bases, "message": str(err)[:4000]})
 

@@ -28,9 +28,9 @@ import torch
 
 MAX_DEPTH = 24
 MAX_NODES = 200_000
-MAX_BYTES = 32 * 2**20         # tensor data per message
+MAX_BYTES = 4 * 2**20          # tensor data per message
 MAX_STR = 2**20                # characters per string
-MAX_MESSAGE = 48 * 2**20       # characters of JSON per message
+MAX_MESSAGE = 6 * 2**20        # characters of JSON per message (the grader's ZeroMQ limit is 8 MB)
 MAX_DIMS = 8
 
 DTYPES = {name: getattr(torch, name) for name in (
@@ -50,6 +50,9 @@ def encode_tensor(t):
     """A tensor (exactly torch.Tensor or nn.Parameter) as wire data: dtype, shape, raw bytes."""
     if t.dtype not in DTYPE_NAMES:
         raise WireError(f"a tensor of dtype {t.dtype} cannot be sent")
+    if t.numel() * t.element_size() > MAX_BYTES:
+        raise WireError(f"a tensor of shape {tuple(t.shape)} is {t.numel() * t.element_size() / 2**20:.1f} MB "
+                        f"(at most {MAX_BYTES // 2**20} MB can be sent)")
     flat = t.detach().cpu().contiguous().reshape(-1)
     raw = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
     return {"t": "tensor", "dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape),
