@@ -42,8 +42,7 @@ wire = sys.modules["_convlab_wire"]
 BUILTIN_ERRORS = {c.__name__: c for c in (
     ArithmeticError, AssertionError, AttributeError, EOFError, FloatingPointError, IndexError,
     KeyError, LookupError, NameError, NotImplementedError, OverflowError, RecursionError,
-    RuntimeError, StopIteration, TypeError, UnboundLocalError, ValueError, ZeroDivisionError,
-    Exception)}
+    RuntimeError, StopIteration, TypeError, UnboundLocalError, ValueError, ZeroDivisionError)}
 DYNAMIC_CODE = {"exec", "eval", "compile", "__import__"}
 
 
