@@ -1,8 +1,10 @@
 """`python -m grader autograde SUBMISSIONS`: grade every <student>/<assignment>/<assignment>.ipynb.
 
-One orchestrator process (this one) and N worker threads, each driving one sandboxed kernel at a
-time (grader/sandbox.py, grader/kernel.py), killed, not shut down, after use. Where kernels come
-from:
+One orchestrator process (this one) and N worker threads, each grading one submission at a time
+with two sandboxed kernels (grader/examination.py: the student kernel runs the student's code,
+the examiner runs the instructor's cells and decides every verdict; grader/sandbox.py,
+grader/kernel.py), killed, not shut down, after use. Where kernels come from (one source for
+student kernels, another for examiners):
 
 * by default, a fork server per worker (grader/forkserver.py, `ForkServerPool`): one long-lived
   bubblewrap sandbox whose trusted zygote imported PyTorch, matplotlib and convlab once and forks
@@ -62,7 +64,7 @@ from .forkserver import ForkServerPool
 from .kernel import Kernel, KernelDied
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"            # 2: verdicts computed in the examiner (grader/examination.py)
 STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing")
 DEATH_STATUS = {"timeout": "timeout", "call_timeout": "timeout", "memory": "memory", "disk": "memory", "flood": "crashed",
                 "crashed": "crashed", "killed": "crashed"}
@@ -182,7 +184,7 @@ def discover(submissions: Path, assignments: list[str]) -> tuple[list[Job], list
 
 def job_key(job: Job, opts: Options) -> str:
     h = hashlib.sha256()
-    h.update(f"{GRADER_VERSION}|{opts.timeout}|{opts.memory}|{opts.sandbox}|{job.status}".encode())
+    h.update(f"{GRADER_VERSION}|{opts.timeout}|{opts.call_timeout}|{opts.memory}|{opts.sandbox}|{job.status}".encode())
     h.update(source_notebook(job.assignment).read_bytes())
     if job.path.is_file():
         h.update(job.path.read_bytes())
