@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import integrity
 from .course import SOLUTIONS
-from .kernel import CallTimeout, Kernel, KernelDied, OutputBudget
+from .kernel import CallTimeout, Kernel, KernelDied, OutputBudget, Reply
 
 HERE = Path(__file__).parent
 SOURCES = {name: (HERE / f"{name}.py").read_text() for name in ("wire", "student_agent", "examiner")}
@@ -103,6 +103,7 @@ class Examination:
         self.budget = OutputBudget()
         self.cells = [c for c in job.nb.cells if c.cell_type == "code"]
         self.position = 0
+        self.bound: Reply | None = None      # the last bind, valid until a student cell runs
         self.student_died: KernelDied | None = None
         self.timings = {**student.timings, "examiner_start": examiner.timings.get("kernel_start", 0.0)
                         + examiner.timings.get("imports", 0.0),
@@ -131,14 +132,17 @@ class Examination:
         t = time.monotonic()
         reply = self.student.run(cell.source, deadline=self.deadline, budget=self.budget)
         cell.outputs, cell.execution_count = reply.outputs, reply.execution_count
+        self.bound = None
         self.timings["student"] += time.monotonic() - t
 
     def _examine(self, cell, outputs: list) -> None:
-        """Bind the student's names, then run the cell in the examiner; a test's outputs are its
-        verdict (an error output fails it)."""
+        """Bind the student's names (again only if a student cell ran since), then run the cell in
+        the examiner; a test's outputs are its verdict (an error output fails it)."""
         t, relayed = time.monotonic(), self.timings["round_trips"]
-        bind = self.examiner.run(BIND, deadline=self.deadline, silent=True, budget=self.budget,
-                                 on_input=self.relay)
+        if self.bound is None:
+            self.bound = self.examiner.run(BIND, deadline=self.deadline, silent=True, budget=self.budget,
+                                           on_input=self.relay)
+        bind = self.bound
         if bind.status != "ok":
             outputs.append(_error(bind.ename or "GraderError", f"the grader could not reach the student's "
                                   f"names, so this cell was not run: {bind.evalue}"))

@@ -75,9 +75,13 @@ class Link:
         return answer
 
     def decode(self, data, what):
+        """Wire data -> values and proxies. Any flaw is a StudentCodeError, never a builtin
+        exception a test could mistake for one raised by the student's code on purpose."""
         try:
             return wire.decode(data, self.proxy)
-        except wire.WireError as err:
+        except StudentCodeError:
+            raise
+        except Exception as err:  # noqa: BLE001 - WireError, or a malformed ref
             raise StudentCodeError(f"{what} returned something the grader cannot take as data: {err}") from None
 
     def proxy(self, ref):
@@ -106,8 +110,13 @@ class Link:
                    "rng": wire.encode_tensor(torch.get_rng_state()), "grad_enabled": torch.is_grad_enabled(),
                    "graph": graph, "forbid": [[sorted(n), m] for n, m in forbid]}
         answer = self.ask(request, what)
-        self._take_rng(answer.get("rng"), what)
-        self._take_changes(answer.get("changed"), leaves, what)
+        try:
+            self._take_rng(answer.get("rng"), what)
+            self._take_changes(answer.get("changed"), leaves, what)
+        except StudentCodeError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a malformed answer, never the student's exception
+            raise StudentCodeError(f"{what} answered with a malformed message ({type(err).__name__})") from None
         result = self.decode(answer.get("value"), what)
         if not graph:
             return result
@@ -115,7 +124,7 @@ class Link:
         outs = [t for t in wire.tensors(result) if t.is_floating_point()]
         if not outs:
             return result
-        attached = iter(_Remote.apply(self, request["id"], what, outs, len(inputs), *inputs))
+        attached = iter(_Remote.apply(self, request["id"], what, outs, *inputs))
         return wire.replace_tensors(result, (next(attached) if t.is_floating_point() else t
                                              for t in wire.tensors(result)))
 
@@ -144,13 +153,16 @@ class Link:
             if new.requires_grad and not old.requires_grad and old.is_leaf:
                 old.requires_grad_(True)
 
-    def backward(self, call_id, what, grads, n_inputs):
+    def backward(self, call_id, what, grads, inputs):
+        """The gradients of a call's inputs (`inputs`: their (shape, dtype)) for upstream `grads`."""
         request = {"op": "backward", "call": call_id,
                    "grads": [wire.encode_tensor(g) if g is not None else {"t": "none"} for g in grads]}
         got = self.decode(self.ask(request, f"backward() through {what}").get("value"), what)
-        if not (isinstance(got, list) and len(got) == n_inputs
-                and all(g is None or type(g) is torch.Tensor for g in got)):
-            raise StudentCodeError(f"backward() through {what} did not answer with one gradient per input")
+        if not (isinstance(got, list) and len(got) == len(inputs) and all(
+                g is None or (type(g) is torch.Tensor and (g.shape, g.dtype) == spec)
+                for g, spec in zip(got, inputs))):
+            raise StudentCodeError(f"backward() through {what} did not answer with one gradient per "
+                                   "input, of the input's shape and dtype")
         return [g.detach() if g is not None else None for g in got]
 
     def getattr(self, target, name, owner):
@@ -187,14 +199,15 @@ class _Remote(torch.autograd.Function):
     """Attaches a remote call's outputs to the local autograd graph: backward is a round trip."""
 
     @staticmethod
-    def forward(ctx, link, call_id, what, outputs, n_inputs, *inputs):
-        ctx.link, ctx.call_id, ctx.what, ctx.n_inputs = link, call_id, what, n_inputs
+    def forward(ctx, link, call_id, what, outputs, *inputs):
+        ctx.link, ctx.call_id, ctx.what = link, call_id, what
+        ctx.inputs = [(x.shape, x.dtype) for x in inputs]
         return tuple(o.detach().clone() for o in outputs)
 
     @staticmethod
     def backward(ctx, *grads):
-        got = ctx.link.backward(ctx.call_id, ctx.what, grads, ctx.n_inputs)
-        return (None, None, None, None, None, *got)
+        got = ctx.link.backward(ctx.call_id, ctx.what, grads, ctx.inputs)
+        return (None, None, None, None, *got)
 
 
 def _local_ref(value):
