@@ -200,3 +200,17 @@ def test_answers_to_another_call_are_refused():
     link = examiner.Link(Loopback(ns, tamper=lambda raw: '{"from": "grader", "message": "passed"}'), [])
     with pytest.raises(examiner.StudentCodeError, match="another request"):
         link.ask({"op": "describe", "names": ["corr2d"]}, "names")
+
+
+def test_a_malformed_answer_is_never_a_builtin_exception():
+    """A forged answer must not raise e.g. ValueError (which a test may expect from the student)."""
+    ns: dict = {}
+    exec(compile(STUDENT, "<student>", "exec"), ns)
+    link = examiner.Link(Loopback(ns), [STUDENT])
+    names = link.decode(link.ask({"op": "describe", "names": ["refuse", "pair"]}, "names")["value"], "names")
+    link.kernel.tamper = lambda raw: raw.replace('"changed":[]', '"changed":[[0]]')
+    with pytest.raises(examiner.StudentCodeError, match="malformed"):
+        names["pair"]()
+    link.kernel.tamper = lambda raw: raw.replace('"rng":{"t":"tensor","dtype":"uint8"', '"rng":{"t":"tensor","dtype":"int8"')
+    with pytest.raises(examiner.StudentCodeError, match="random-number-generator state"):
+        names["pair"]()

@@ -239,10 +239,23 @@ def serve(text):
     return previous[-2] if len(previous) > 1 else answer
 agent.serve = serve
 """
+# Run last: look everywhere in the student's process for the hidden tests' source.
+LOOK_FOR_HIDDEN = """
+import gc, sys
+markers = ("BEGIN HIDDEN TESTS", "manual_seed(2024)", "returning the worked example's answer")
+texts = [o for o in gc.get_objects() if isinstance(o, str)] + [str(v) for v in globals().values()]
+print("HIDDEN-SEEN" if any(m in t for t in texts for m in markers) else "hidden tests not here")
+"""
 # Correct numbers from PyTorch's convolution where the exercise is "by hand".
 BY_HAND_BYPASS = "def corr2d(X, K):\n    return F.conv2d(X[None, None].float(), K[None, None].float())[0, 0]\n"
 
 # name -> (notebook or raw bytes or "dir", expected status, wrong-answer cell that must score 0)
+def _at_end(base, source: str):
+    nb = copy.deepcopy(base)
+    nb.cells.append(_cell(source))
+    return nb
+
+
 def _slow_conv2d(base):
     nb = copy.deepcopy(base)
     cell = nb.cells[_index(nb, "conv2d_impl")]
@@ -286,6 +299,7 @@ def catalog(tmp: Path) -> dict:
         "hang_in_call": (_edit(solved, "corr2d_impl", source=HANG_IN_CALL), "timeout", "corr2d_output_shape"),
         "answers_other_call": (_after(solved, "corr2d_impl", OTHER_CALL), "graded", "corr2d_worked_example"),
         "by_hand_bypass": (_edit(solved, "corr2d_impl", source=BY_HAND_BYPASS), "graded", "corr2d_by_hand"),
+        "look_for_hidden": (_at_end(solved, LOOK_FOR_HIDDEN), "graded", None),
         "keyboard_interrupt_loop": (_after(solved, "corr2d_impl", KI_LOOP), "timeout", "corr2d_worked_example"),
         "infinite_loop": (_after(solved, "corr2d_impl", "while True:\n    pass"), "timeout", "corr2d_worked_example"),
         "os_exit": (_after(solved, "corr2d_impl", "import os\nos._exit(0)"), "crashed", "corr2d_worked_example"),
@@ -419,6 +433,11 @@ def test_no_network(graded):
 def test_fork_bomb_is_bounded(graded):
     out = _outputs(graded[2], "fork_bomb")
     assert "fork refused after" in out
+
+
+def test_hidden_tests_never_reach_the_student_kernel(graded):
+    out = _outputs(graded[2], "look_for_hidden")
+    assert "hidden tests not here" in out and "HIDDEN-SEEN" not in out
 
 
 def test_huge_output_is_capped(graded):
