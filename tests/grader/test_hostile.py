@@ -241,10 +241,10 @@ agent.serve = serve
 """
 # Run last: look everywhere in the student's process for the hidden tests' source.
 LOOK_FOR_HIDDEN = """
-import gc
+import gc, types
 markers = [m[::-1] for m in ("STSET NEDDIH NIGEB", ")4202(dees_launam")]    # built at run time
 texts = list(globals().get("In", [])) + [str(v) for v in list(globals().values())]
-texts += [c for f in gc.get_objects() if callable(f) and hasattr(f, "__code__")
+texts += [c for f in gc.get_objects() if isinstance(getattr(f, "__code__", None), types.CodeType)
           for c in f.__code__.co_consts if isinstance(c, str)]
 print("HIDDEN-SEEN" if any(m in t for t in texts for m in markers) else "hidden tests not here", len(texts))
 """
@@ -439,7 +439,7 @@ def test_fork_bomb_is_bounded(graded):
 
 def test_hidden_tests_never_reach_the_student_kernel(graded):
     out = _outputs(graded[2], "look_for_hidden")
-    assert "hidden tests not here" in out and "HIDDEN-SEEN" not in out
+    assert "hidden tests not here" in out, out[-2000:]
 
 
 def test_huge_output_is_capped(graded):
