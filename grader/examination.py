@@ -11,8 +11,8 @@ The cells run in notebook order:
 
 Before each instructor cell the examiner binds the names those cells use but do not define to
 what the student kernel has (`Examiner.bind`). While an instructor cell runs, each proxy call
-is an input request from the examiner; `relay` sends it to the student kernel as one expression
-(`_convlab_agent.serve(request)`), with a time limit per call (`call_timeout`: the call is
+is an input request from the examiner; `relay` sends it to the student kernel's agent (a
+`convlab_request` shell message its handler answers), with a time limit per call (`call_timeout`: the call is
 interrupted, and if that does not stop it the student kernel is killed), and answers the
 examiner with {"from": "student", "raw": <the student's answer>} or, when the grader itself has
 something to say (time limit, dead kernel), {"from": "grader", "message": ...}: the student's
@@ -52,7 +52,7 @@ def _convlab_boot():
     {install}
     return "installed"
 """
-STUDENT_INSTALL = 'sys.modules["_convlab_student_agent"].install(get_ipython().user_ns)'
+STUDENT_INSTALL = 'sys.modules["_convlab_student_agent"].install(get_ipython())'
 EXAMINER_INSTALL = 'sys.modules["_convlab_examiner_src"].install(get_ipython(), {imports!r}, {wanted!r}, {sources!r})'
 BIND = "__import__('sys').modules['_convlab_examiner'].bind()"
 
@@ -171,22 +171,16 @@ class Examination:
     def _ask_student(self, prompt: str) -> str:
         if self.student_died is not None:
             raise _GraderSays("not run: the student's kernel has stopped")
-        msg_id = self.student.evaluate(f"__import__('sys').modules['_convlab_agent'].serve({prompt!r})")
+        msg_id = self.student.request(prompt)
         end = min(self.deadline, time.monotonic() + self.call_timeout)
         try:
-            result = self.student.answer(msg_id, deadline=end, budget=self.budget, kill=end >= self.deadline)
+            content = self.student.answer(msg_id, deadline=end, budget=self.budget, kill=end >= self.deadline)
         except CallTimeout:
-            result = self._interrupt(msg_id)
+            content = self._interrupt(msg_id)
         except KernelDied as died:
             self.student_died = died
             raise _GraderSays(f"the student's kernel stopped during the call ({died.reason})") from None
-        if result.get("status") != "ok":
-            raise _GraderSays("the student's kernel could not run the call: "
-                              f"{result.get('ename', '')}: {str(result.get('evalue', ''))[:500]}")
-        try:
-            text = ast.literal_eval(result["data"]["text/plain"])
-        except Exception:  # noqa: BLE001 - anything malformed is simply not an answer
-            text = None
+        text = content.get("text") if isinstance(content, dict) else None
         if not isinstance(text, str):
             raise _GraderSays("the student's kernel answered with something that is not a message")
         return text

@@ -10,8 +10,8 @@ jupyter_client BlockingKernelClient over IPC sockets), so it can
 * cap what it keeps of the outputs (per cell and per notebook) and refuse huge messages
   (ZMQ_MAXMSGSIZE), so a submission printing gigabytes fills neither memory, disk nor feedback;
 * answer the examiner's input requests (its proxy calls, grader/examination.py) while it runs
-  a test cell, and evaluate one expression in the student kernel with its own deadline
-  (`evaluate`/`answer`), interrupting or killing it when a call hangs.
+  a test cell, and pass each to the student kernel's agent with its own deadline
+  (`request`/`answer`), interrupting or killing it when a call hangs.
 """
 from __future__ import annotations
 
@@ -240,16 +240,16 @@ class Kernel:
             self.process.kill("flood")
             raise KernelDied("flood", f"more than {FLOOD_LIMIT // 2**20} MB of output")
 
-    def evaluate(self, expression: str) -> str:
-        """Start a silent execute whose only work is `expression` (in user_expressions); return
-        its msg_id for `answer`."""
-        return self.client.execute("", silent=True, store_history=False,
-                                   user_expressions={"r": expression}, allow_stdin=False,
-                                   stop_on_error=False)
+    def request(self, text: str) -> str:
+        """Send one proxy request to the student agent's shell handler (grader/student_agent.py:
+        a `convlab_request` message, much cheaper than an execute_request); its msg_id."""
+        msg = self.client.session.msg("convlab_request", {"text": text})
+        self.client.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
 
     def answer(self, msg_id: str, *, deadline: float, budget: OutputBudget, kill: bool = True) -> dict:
-        """The user_expressions result of `evaluate` (its output is counted, not kept). CallTimeout
-        (kill=False) or KernelDied at the deadline."""
+        """The content of the reply to `request` (the call's printed output is counted, not kept).
+        CallTimeout (kill=False) or KernelDied at the deadline."""
         c = self.client
         while True:
             channel, msg = self._next([c.shell_channel, c.iopub_channel], deadline, kill)
@@ -257,8 +257,7 @@ class Kernel:
                 if msg["msg_type"] in ("stream", "display_data", "execute_result", "error"):
                     self._count(budget, len(str(msg["content"])))
             elif msg["parent_header"].get("msg_id") == msg_id:
-                content = msg["content"]
-                return (content.get("user_expressions") or {}).get("r") or {"status": content.get("status")}
+                return msg["content"]
 
     def interrupt(self) -> None:
         """SIGINT to the kernel process (KeyboardInterrupt in the code it runs)."""

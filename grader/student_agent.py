@@ -1,5 +1,7 @@
 """Runs INSIDE the student kernel (its source is sent by grader/examination.py): serves the
 examiner's requests on the student's objects and answers with wire data (grader/wire.py) only.
+The grader sends each request as a `convlab_request` shell message, answered by `install`'s
+handler with a `convlab_reply`.
 
 Trusted by nobody: the student's code runs in the same process and can replace or bypass every
 line of it. All that achieves is other data in the answers, which the examiner decodes strictly
@@ -125,8 +127,18 @@ class Agent:
         return {"value": wire.encode(list(got))}
 
 
-def install(namespace):
-    sys.modules["_convlab_agent"] = Agent(namespace)
+def install(shell):
+    """The agent, and the kernel's handler for the grader's `convlab_request` messages (cheaper
+    than an execute_request: no cell, no history, no display hooks)."""
+    sys.modules["_convlab_agent"] = Agent(shell.user_ns)
+    kernel = shell.kernel
+
+    def handle(stream, idents, msg):
+        text = msg["content"].get("text", "")
+        answer = sys.modules["_convlab_agent"].serve(text)
+        kernel.session.send(stream, "convlab_reply", {"text": answer}, parent=msg, ident=idents)
+
+    kernel.shell_handlers["convlab_request"] = handle
 
 
 __all__ = ["Agent", "install"]
