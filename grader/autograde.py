@@ -276,7 +276,8 @@ def execute(job: Job, student: Kernel, examiner: Kernel, imports: dict, opts: Op
     job.nb; returns (death reason or None, timings)."""
     exam = Examination(job, student, examiner, imports, timeout=opts.timeout, sandbox=opts.sandbox,
                        call_timeout=opts.call_timeout)
-    job.findings.extend(monkeypatch.findings([c.source for c in exam.cells if not is_instructor(c)]))
+    job.findings.extend(monkeypatch.findings([(f"cell {i}", c.source) for i, c in enumerate(job.nb.cells)
+                                              if c.cell_type == "code" and not is_instructor(c)]))
     died = None
     try:
         exam.run()

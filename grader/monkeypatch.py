@@ -25,10 +25,11 @@ ALLOWED_PATHS = ("torch.backends.", "matplotlib.rcParams", "numpy.random.seed")
 IPYTHON_OK = {"run_line_magic", "run_cell_magic", "magic", "system", "getoutput"}
 
 
-def findings(sources: list[str]) -> list[str]:
-    """One message per patching statement found in the student's cells (in order)."""
+def findings(cells: list[tuple[str, str]]) -> list[str]:
+    """One message per patching statement found in the student's cells, given as (label, source)
+    pairs (e.g. ("cell 12", "torch.allclose = ...")), in order."""
     trees = []
-    for n, source in enumerate(sources):
+    for n, source in cells:
         try:
             trees.append((n, ast.parse("\n".join(l for l in source.splitlines()
                                                 if not l.lstrip().startswith(("%", "!"))))))
@@ -40,7 +41,7 @@ def findings(sources: list[str]) -> list[str]:
     out = []
     for n, tree in trees:
         for what in _patches(tree, modules):
-            out.append(f"student cell {n + 1}: patches {what} (this cannot change a verdict, which the "
+            out.append(f"{n}: patches {what} (this cannot change a verdict, which the "
                        "examiner computes, but is flagged for review)")
     return out[:20]
 

@@ -16,6 +16,7 @@ FLAGGED = {
     "from convlab import checks as c\nc.expect_close = print": "convlab.checks.expect_close",
     "import torch\nsetattr(torch, 'allclose', print)": "torch (with setattr)",
     "import convlab\ndel convlab.expect_close": "convlab.expect_close",
+    "import sys\nsys.modules['_convlab_agent'].serve = print": "the grader's agent (_convlab_agent)",
 }
 HONEST = [
     "import torch\nX = torch.ones(3)\nX.requires_grad = True",
@@ -29,10 +30,10 @@ HONEST = [
 
 @pytest.mark.parametrize("source", list(FLAGGED))
 def test_patches_are_flagged(source):
-    found = monkeypatch.findings(["import torch", source])
-    assert len(found) == 1 and FLAGGED[source] in found[0] and "student cell 2" in found[0], found
+    found = monkeypatch.findings([("cell 1", "import torch"), ("cell 7", source)])
+    assert len(found) == 1 and FLAGGED[source] in found[0] and found[0].startswith("cell 7: "), found
 
 
 @pytest.mark.parametrize("source", HONEST)
 def test_honest_code_is_not_flagged(source):
-    assert monkeypatch.findings(["import torch\nfrom torch import nn", source]) == []
+    assert monkeypatch.findings([("cell 1", "import torch\nfrom torch import nn"), ("cell 2", source)]) == []
