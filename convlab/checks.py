@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["CONVOLUTIONS", "POOLING", "expect_close", "expect_equal", "forbid_torch_functions"]
+__all__ = ["CONVOLUTIONS", "POOLING", "expect_close", "expect_equal", "forbid_torch_functions", "forbidden_now"]
 
 #: PyTorch's convolution functions (every route to them: F.conv2d, torch.conv2d, nn.Conv2d, ...).
 #: An exercise done "by hand" may not call them.
@@ -196,8 +196,28 @@ def forbid_torch_functions(names: set[str] | frozenset[str], message: str) -> It
     ...
     AssertionError: compute it by hand (it called torch.conv2d)
     """
-    with _Forbid(frozenset(names), message):
-        yield
+    rule = (frozenset(names), message)
+    _ACTIVE.append(rule)
+    try:
+        with _Forbid(*rule):
+            yield
+    finally:
+        _ACTIVE.remove(rule)
+
+
+_ACTIVE: list[tuple[frozenset[str], str]] = []
+
+
+def forbidden_now() -> list[tuple[frozenset[str], str]]:
+    """The (names, message) of every `forbid_torch_functions` block being executed, outermost
+    first. The grader's examiner (grader/examiner.py) sends them with each call of the student's
+    code and checks that code's source for those names.
+
+    >>> with forbid_torch_functions({"conv2d"}, "by hand"):
+    ...     forbidden_now()
+    [(frozenset({'conv2d'}), 'by hand')]
+    """
+    return list(_ACTIVE)
 
 
 class _Forbid(TorchFunctionMode):

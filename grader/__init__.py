@@ -9,7 +9,9 @@
 
 Modules: course (paths and the nbgrader command line), release, execute, submissions (test
 submissions), autograde (orchestration, gradebook, grades.csv), integrity (test cells vs the
-release, nbgrader's sanitizing), sandbox (bubblewrap, limits), forkserver and zygote (one
-long-lived sandbox per worker forking a kernel per submission), kernel (the Jupyter protocol),
-guard (trusted code run inside each kernel), feedback, bench.
+release, nbgrader's sanitizing), monkeypatch (static scan for patching), forkserver and zygote
+(long-lived sandboxes forking kernels), sandbox (bubblewrap, limits), kernel (the Jupyter
+protocol), examination (one submission: the student kernel and the examiner, the relay of proxy
+calls), examiner (trusted, inside the examiner kernel: proxies and verdicts), student_agent
+(inside the student kernel: serves the proxies), wire (the data that crosses), feedback, bench.
 """

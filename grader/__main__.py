@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="submissions graded at once (default: the number of cores)")
     p.add_argument("--timeout", type=float, default=autograde.Options.timeout,
                    help="seconds for a whole notebook (default: %(default)s)")
+    p.add_argument("--call-timeout", type=float, default=autograde.Options.call_timeout,
+                   help="seconds for one call of the student's code from a test; a call over it is "
+                        "interrupted and its test fails (default: %(default)s)")
     p.add_argument("--memory-limit", default="2G", help="memory per submission, e.g. 1G, 512M (default: 2G)")
     p.add_argument("--out", type=Path, default=autograde.Options.out,
                    help="where grades.csv, cells.csv, results/ and autograded/ go (default: grader/)")
@@ -61,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             memory = autograde.parse_size(args.memory_limit)
         except ValueError as err:
             parser.error(str(err))
-        if args.workers < 1 or args.timeout <= 0:
-            parser.error("--workers must be >= 1 and --timeout > 0")
+        if args.workers < 1 or args.timeout <= 0 or args.call_timeout <= 0:
+            parser.error("--workers must be >= 1, --timeout and --call-timeout > 0")
         if args.no_sandbox:
             print("warning: --no-sandbox: student code runs with your rights, unisolated", file=sys.stderr)
         opts = autograde.Options(workers=args.workers, timeout=args.timeout, memory=memory, out=args.out,
+                                 call_timeout=args.call_timeout,
                                  sandbox=not args.no_sandbox,
                                  fork_server=not args.no_fork_server, config_dir=args.config_dir,
                                  db_url=args.db_url, progress=not args.no_progress,

@@ -1,8 +1,10 @@
 """`python -m grader autograde SUBMISSIONS`: grade every <student>/<assignment>/<assignment>.ipynb.
 
-One orchestrator process (this one) and N worker threads, each driving one sandboxed kernel at a
-time (grader/sandbox.py, grader/kernel.py), killed, not shut down, after use. Where kernels come
-from:
+One orchestrator process (this one) and N worker threads, each grading one submission at a time
+with two sandboxed kernels (grader/examination.py: the student kernel runs the student's code,
+the examiner runs the instructor's cells and decides every verdict; grader/sandbox.py,
+grader/kernel.py), killed, not shut down, after use. Where kernels come from (one source for
+student kernels, another for examiners):
 
 * by default, a fork server per worker (grader/forkserver.py, `ForkServerPool`): one long-lived
   bubblewrap sandbox whose trusted zygote imported PyTorch, matplotlib and convlab once and forks
@@ -51,12 +53,10 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import shutil
 import sys
 import tempfile
 import threading
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -71,20 +71,22 @@ from tqdm import tqdm
 
 from . import integrity
 from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook, use_this_environment
+from . import monkeypatch
+from .examination import CALL_TIMEOUT, Examination, is_instructor
 from .forkserver import ForkServerPool
-from .kernel import Kernel, KernelDied, OutputBudget
+from .kernel import Kernel, KernelDied
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
 STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing", "error")
-EXTRA_FILES_LIMIT = 8 * 2**20
 # The code whose change re-grades everything (`code_fingerprint`), and the packages whose versions do.
 CODE_FOLDERS = (ROOT / "grader", ROOT / "convlab")
 PACKAGES = ("torch", "numpy", "nbgrader", "nbformat", "ipykernel", "jupyter_client")
 # KernelDied reasons -> status. "grader": the grader failed before the student's code ran.
 DEATH_STATUS = {"timeout": "timeout", "memory": "memory", "disk": "memory", "flood": "crashed",
-                "crashed": "crashed", "killed": "crashed", "grader": "error"}
+                "crashed": "crashed", "killed": "crashed", "grader": "error", "call_timeout": "timeout"}
 DEATH_MESSAGE = {
     "timeout": "the notebook ran out of time ({timeout:g} s for the whole notebook)",
+    "call_timeout": "a call of the student's code from a test ran out of time and could not be interrupted",
     "memory": "the notebook used more memory than allowed ({memory})",
     "disk": "the notebook wrote too much to disk",
     "flood": "the notebook printed too much output",
@@ -111,6 +113,7 @@ class Options:
     out: Path = ROOT / "grader"
     sandbox: bool = True
     fork_server: bool = True             # one long-lived sandbox per worker (grader/forkserver.py)
+    call_timeout: float = CALL_TIMEOUT   # seconds per call of the student's code from a test
     config_dir: Path = CONFIG.parent
     db_url: str | None = None
     progress: bool = True
@@ -228,7 +231,7 @@ def job_key(job: Job, opts: Options) -> str:
     """The submission, the assignment's tests (source notebook and release), the grader's code and
     the limits: a result is reused only when none of them changed."""
     h = hashlib.sha256()
-    h.update(f"{code_fingerprint()}|{opts.timeout}|{opts.memory}|{opts.sandbox}|{job.status}".encode())
+    h.update(f"{code_fingerprint()}|{opts.timeout}|{opts.call_timeout}|{opts.memory}|{opts.sandbox}|{job.status}".encode())
     h.update(source_notebook(job.assignment).read_bytes())
     release = student_notebook(job.assignment)
     h.update(release.read_bytes() if release.is_file() else b"<generated release>")
@@ -330,112 +333,32 @@ class KernelPool:
 # ---------------------------------------------------------------------------------------------
 # grading one submission (worker thread)
 
-def _check_signed(reply_expr: dict, key: str, kind: str, nonce: str) -> tuple[bool, list[str]]:
-    """Validate the guard's answer; (signature valid, what it says changed)."""
-    import ast
-    import hmac
-    try:
-        value = ast.literal_eval(ast.literal_eval(reply_expr["g"]["data"]["text/plain"]))
-        changed = [str(c) for c in value["changed"]]
-        mac = hmac.new(key.encode(), f"{kind}:{nonce}:{'|'.join(changed)}".encode(), hashlib.sha256)
-        return hmac.compare_digest(mac.hexdigest(), str(value["sig"])), changed
-    except Exception:  # noqa: BLE001 - anything malformed is simply not a valid answer
-        return False, []
-
-
-def _error(ename: str, evalue: str):
-    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
-
-
-def execute(job: Job, kernel: Kernel, imports: dict, opts: Options) -> tuple[str | None, dict]:
-    """Run the sanitized notebook in `kernel`, judging each test cell with the guard. Fills the
-    cells' outputs in job.nb; returns (death reason or None, timings)."""
-    timings = dict(kernel.timings)
-    t0 = time.monotonic()
-    deadline = t0 + opts.timeout
-    budget = OutputBudget()
-    incoming = kernel.process.workdir / "in"
-    incoming.mkdir(exist_ok=True)
-    _copy_extras(job, incoming)
-    inside = "/run/kernel/in" if opts.sandbox else str(incoming)
-    workdir = f"/tmp/{job.assignment}" if opts.sandbox else str(kernel.process.workdir / job.assignment)
+def execute(job: Job, student: Kernel, examiner: Kernel, imports: dict, opts: Options) -> tuple[str | None, dict]:
+    """Grade the sanitized notebook with two kernels (grader/examination.py: the student's code in
+    `student`, the instructor's cells and every verdict in `examiner`). Fills the cells' outputs in
+    job.nb; returns (death reason or None, timings)."""
+    exam = Examination(job, student, examiner, imports, timeout=opts.timeout, sandbox=opts.sandbox,
+                       call_timeout=opts.call_timeout)
+    job.findings.extend(monkeypatch.findings([(f"cell {i}", c.source) for i, c in enumerate(job.nb.cells)
+                                              if c.cell_type == "code" and not is_instructor(c)]))
     died = None
-    cells = [c for c in job.nb.cells if c.cell_type == "code"]
     try:
-        kernel.run(f"import shutil; shutil.copytree({inside!r}, {workdir!r}, dirs_exist_ok=True); del shutil",
-                   deadline=deadline, silent=True)
-        name, key = kernel.install_guard(imports, workdir, deadline)
-        guard = f"__import__('sys').modules[{name!r}]"
-        timings["guard"] = time.monotonic() - t0
-        t1 = time.monotonic()
-        for n, cell in enumerate(cells):
-            cell.outputs = []
-            if not integrity.is_test(cell):
-                reply = kernel.run(cell.source, deadline=deadline, budget=budget)
-                cell.outputs = reply.outputs
-                cell.execution_count = reply.execution_count
-                continue
-            gid = cell.metadata.nbgrader["grade_id"]
-            n1, n2 = secrets.token_hex(16), secrets.token_hex(16)
-            pre = kernel.run("", deadline=deadline, silent=True,
-                             user_expressions={"g": f"{guard}.restore({n1!r})"})
-            ok, changed = _check_signed(pre.user_expressions, key, "restore", n1)
-            if not ok:
-                job.findings.append(f"before {gid}: the grader could not restore the kernel's "
-                                    "state (its machinery was interfered with)")
-            elif changed:
-                job.findings.append(f"before {gid}: student code changed {', '.join(changed[:8])}"
-                                    + (" ..." if len(changed) > 8 else "") + " (restored)")
-            reply = kernel.run(cell.source, deadline=deadline, budget=budget,
-                               user_expressions={"g": f"{guard}.verdict({n2!r})"})
-            cell.outputs = reply.outputs
-            cell.execution_count = reply.execution_count
-            has_error = any(o.output_type == "error" for o in cell.outputs)
-            if reply.status != "ok":
-                if not has_error:
-                    cell.outputs.append(_error(reply.ename or "Error", reply.evalue))
-                continue
-            ok2, changed2 = _check_signed(reply.user_expressions, key, "verdict", n2)
-            if not ok:
-                cell.outputs.append(_error("GraderIntegrityError", "the kernel's state could not be "
-                                           "restored before this test, so its result is not trusted"))
-            elif not ok2:
-                job.findings.append(f"{gid}: the test's result could not be confirmed")
-                cell.outputs.append(_error("GraderIntegrityError", "the test's result could not be "
-                                           "confirmed (the kernel's machinery was interfered with)"))
-            elif changed2:
-                job.findings.append(f"{gid}: changed {', '.join(changed2[:8])} while the test ran")
-                cell.outputs.append(_error("GraderIntegrityError", "the code under test changed "
-                                           f"{', '.join(changed2[:8])} while the test ran"))
-        timings["cells"] = time.monotonic() - t1
+        exam.run()
     except KernelDied as err:
         died = err.reason
         if err.detail:
             job.message = (job.message + "; " if job.message else "") + err.detail[:500]
         message = DEATH_MESSAGE.get(died, died).format(timeout=opts.timeout, memory=_size(opts.memory))
-        for cell in cells[cells.index(cell) if 'cell' in locals() else 0:]:
+        for cell in exam.cells[exam.position:]:
             if integrity.is_test(cell) and not any(o.output_type == "error" for o in cell.get("outputs", [])):
                 cell.outputs = list(cell.get("outputs", [])) + [_error("GraderStopped", f"not graded: {message}")]
     finally:
-        t2 = time.monotonic()
-        kernel.stop()
-        timings["teardown"] = time.monotonic() - t2
-    return died, timings
+        exam.stop()
+    return died, exam.timings
 
 
-def _copy_extras(job: Job, dest: Path) -> None:
-    """Files beside the submitted notebook, then the assignment's own files (as nbgrader does)."""
-    total = 0
-    for base, skip in ((job.path.parent, job.path), (SOLUTIONS / job.assignment, None)):
-        for f in sorted(base.rglob("*")):
-            if not f.is_file() or f == skip or f.suffix == ".ipynb" or ".ipynb_checkpoints" in f.parts:
-                continue
-            total += f.stat().st_size
-            if total > EXTRA_FILES_LIMIT:
-                return
-            target = dest / f.relative_to(base)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, target)
+def _error(ename: str, evalue: str):
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
 def _size(n: int) -> str:
@@ -623,17 +546,30 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
     if runnable:
         scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-"))
         os.chmod(scratch, 0o711)
+        # two kernels per submission, from two kinds of sandboxes: the student's and the examiner's
         if opts.sandbox and opts.fork_server:
-            pool = ForkServerPool(scratch, workers=opts.workers, limits=Limits(memory=opts.memory))
+            pools = [ForkServerPool(scratch, workers=opts.workers, limits=Limits(memory=opts.memory))
+                     for _ in ("student", "examiner")]
         else:
-            pool = KernelPool(scratch, opts, len(runnable))
+            pools = [KernelPool(scratch, opts, len(runnable)) for _ in ("student", "examiner")]
 
         def work(job: Job):
             try:
-                kernel = pool.acquire()
+                with ThreadPoolExecutor(max_workers=1) as side:     # both kernels start at once
+                    pending = side.submit(pools[1].acquire)
+                    try:
+                        student = pools[0].acquire()
+                    except BaseException:
+                        pending.add_done_callback(lambda f: f.exception() or f.result().stop())
+                        raise
+                    try:
+                        examiner = pending.result()
+                    except BaseException:
+                        student.stop()
+                        raise
             except Exception as err:  # noqa: BLE001 - no student code has run: the grader's fault
                 raise GraderError(f"no kernel could be started for it ({type(err).__name__}: {err})") from err
-            return execute(job, kernel, imports[job.assignment], opts)
+            return execute(job, student, examiner, imports[job.assignment], opts)
 
         try:
             with ThreadPoolExecutor(max_workers=opts.workers, thread_name_prefix="grade") as ex:
@@ -652,7 +588,8 @@ def autograde(submissions: Path, opts: Options) -> list[dict]:
                         results[(job.student, job.assignment)] = record(job, died, timings, db_url, opts, max_scores)
                         bar.update()
         finally:
-            pool.close()
+            for pool in pools:
+                pool.close()
             if os.environ.get("CONVLAB_GRADER_DEBUG"):
                 print(f"kept the kernels' logs in {scratch}", file=sys.stderr)
             else:

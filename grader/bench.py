@@ -3,7 +3,7 @@
 Generates N synthetic submissions of an assignment (correct, wrong, untouched and crashing ones,
 in a fixed mix) in a temporary course with its own gradebook, grades them with both, and prints
 each throughput, the ratio, and where our time goes (mean per submission: kernel start, imports,
-student code, teardown). By default our autograde uses fork servers (grader/forkserver.py: the
+the student kernel's cells, the examiner's cells, the proxy round trips between them, teardown). By default our autograde uses fork servers (grader/forkserver.py: the
 imports are paid once per worker, when its sandbox starts); --per-kernel-too also times the
 per-kernel sandboxes (`autograde --no-fork-server`). Figures only: nothing here asserts timings.
 """
@@ -44,7 +44,7 @@ def synthetic(assignment: str, n: int) -> list[tuple[str, nbformat.NotebookNode]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__)
-    parser.add_argument("--n", type=int, default=20, help="number of submissions (default: 20)")
+    parser.add_argument("--n", type=int, default=24, help="number of submissions (default: 24)")
     parser.add_argument("--assignment", default=None, help="default: the first assignment")
     parser.add_argument("--workers", type=int, default=autograde.Options.workers)
     parser.add_argument("--skip-nbgrader", action="store_true", help="only time our autograde")
@@ -123,12 +123,20 @@ def _ours(args, tmp: Path, course: Path, label: str, fork_server: bool, nb_rate:
         print("where our time goes (mean per submission, in a worker or a booting kernel; "
               "the spares boot while others are graded):")
     for key, label in (("spawn", "fork" if fork_server else "sandbox spawn"), ("kernel_start", "kernel start"),
-                       ("imports", "warm preamble (imports)"), ("guard", "files + trusted preamble"),
-                       ("cells", "the notebook's cells"), ("teardown", "teardown (kill + reset)")):
+                       ("imports", "warm preamble (imports)"),
+                       ("examiner_start", "examiner start (in parallel)"),
+                       ("setup", "files + agents"), ("student", "student kernel: its cells"),
+                       ("examiner", "examiner: instructor cells"), ("round_trips", "proxy round trips"),
+                       ("teardown", "teardown (kill + reset)")):
         values = [t[key] for t in timings if key in t]
         if values:
-            print(f"  {label:28s} {statistics.mean(values):6.2f} s")
-    cpu = sum(statistics.mean([t.get(k, 0) for t in timings]) for k in ("kernel_start", "imports", "cells"))
+            print(f"  {label:30s} {statistics.mean(values):6.2f} s")
+    calls = [t["calls"] for t in timings if "calls" in t]
+    trips = [t["round_trips"] for t in timings if "round_trips" in t]
+    if calls and sum(calls):
+        print(f"  {statistics.mean(calls):.0f} proxy calls per submission, {1000 * sum(trips) / sum(calls):.1f} ms each")
+    cpu = sum(statistics.mean([t.get(k, 0) for t in timings])
+              for k in ("kernel_start", "imports", "examiner_start", "setup", "cells"))
     print(f"  ~CPU per submission {cpu:.2f} s over {args.workers} workers -> at best "
           f"{args.workers / cpu if cpu else 0:.2f} submissions/s on this machine")
 

@@ -5,8 +5,9 @@ once per submission.
 
 Same sandbox as the per-kernel path (grader/sandbox.py `bwrap_prefix`: no network, read-only
 binds, private /tmp, fresh unprivileged uid when root, no capabilities, --die-with-parent), same
-kernel protocol (grader/kernel.py: connection file over IPC sockets in the shared folder, trusted
-guard with a per-kernel HMAC key sent after the fork, one deadline, output caps).
+kernel protocol (grader/kernel.py: connection file over IPC sockets in the shared folder, one
+deadline, output caps). autograde uses two pools, one forking student kernels and one forking
+examiners (grader/examination.py), so the two never share a sandbox.
 
 Between two submissions on the same worker (`ForkServerPool._release`, `ForkServer.reset`), in this order:
 
@@ -218,6 +219,12 @@ class ForkedKernel(SandboxedKernel):
             except psutil.Error:
                 pass
         sandbox._MONITOR.forget(self)
+
+    def interrupt(self) -> None:
+        try:
+            self.proc.send_signal(signal.SIGINT)
+        except psutil.Error:
+            pass
 
     def cleanup(self) -> None:
         self.kill()

@@ -9,12 +9,13 @@ jupyter_client BlockingKernelClient over IPC sockets), so it can
   the kernel) when it passes, so a loop that swallows KeyboardInterrupt cannot hang grading;
 * cap what it keeps of the outputs (per cell and per notebook) and refuse huge messages
   (ZMQ_MAXMSGSIZE), so a submission printing gigabytes fills neither memory, disk nor feedback;
-* send test cells with `user_expressions` that call the guard (grader/guard.py).
+* answer the examiner's input requests (its proxy calls, grader/examination.py) while it runs
+  a test cell, and pass each to the student kernel's agent with its own deadline
+  (`request`/`answer`), interrupting or killing it when a call hangs.
 """
 from __future__ import annotations
 
 import queue
-import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,22 +44,8 @@ def _convlab_warm():
 _convlab_warm(); del _convlab_warm
 """
 
-# Defined in a cell, then CALLED from user_expressions: outside IPython's builtin and display
-# traps, the same context as every later restore/verdict call.
-GUARD_PREAMBLE = """
-def _convlab_boot():
-    import os, sys
-    get_ipython().user_ns.pop("_convlab_boot", None)
-    ns = {{"__name__": "_convlab_guard_source"}}
-    exec(compile({src!r}, "<convlab-guard>", "exec"), ns)
-    os.makedirs({workdir!r}, exist_ok=True)
-    os.chdir({workdir!r})
-    sys.path.insert(0, {workdir!r})
-    ns["install"]({name!r}, {key!r}, {imports!r})
-    return "installed"
-"""
-
-GUARD_SOURCE = (Path(__file__).parent / "guard.py").read_text()
+class CallTimeout(Exception):
+    """A call did not answer before its own deadline (the kernel was not killed)."""
 
 
 class KernelDied(Exception):
@@ -149,19 +136,6 @@ class Kernel:
             raise KernelDied("crashed", f"the warm preamble failed: {reply.ename}: {reply.evalue}")
         self.timings["imports"] = time.monotonic() - t1
 
-    def install_guard(self, imports: dict, workdir: str, deadline: float) -> tuple[str, str]:
-        """Run the trusted guard installer; return (module name, HMAC key) for later checks."""
-        name = "_convlab_guard_" + secrets.token_hex(8)
-        key = secrets.token_hex(32)
-        code = GUARD_PREAMBLE.format(src=GUARD_SOURCE, name=name, key=key, imports=imports,
-                                     workdir=workdir)
-        reply = self.run(code, deadline=deadline, silent=True,
-                         user_expressions={"g": "_convlab_boot()"})
-        answer = reply.user_expressions.get("g", {})
-        if reply.status != "ok" or answer.get("status") != "ok":
-            raise KernelDied("crashed", f"the trusted preamble failed: {reply.ename}: {reply.evalue} {answer}")
-        return name, key
-
     def drain_iopub(self) -> None:
         while True:
             try:
@@ -176,83 +150,118 @@ class Kernel:
         if not p.alive():
             raise KernelDied("crashed", f"the kernel exited (code {p.exit_code()})")
 
-    def _get(self, channel, deadline: float, step: float = 0.05):
+    def _next(self, channels: list, deadline: float, kill: bool = True):
+        """(channel, message): the next message on any of `channels`. At the deadline the kernel
+        is killed (KernelDied "timeout"), or, with kill=False, CallTimeout is raised."""
+        poller = zmq.Poller()
+        for channel in channels:
+            poller.register(channel.socket, zmq.POLLIN)
         while True:
             self._check_alive()
             left = deadline - time.monotonic()
             if left <= 0:
+                if not kill:
+                    raise CallTimeout()
                 self.process.kill("timeout")
                 raise KernelDied("timeout")
-            try:
-                return channel.get_msg(timeout=min(step, left))
-            except queue.Empty:
-                continue
-            except (ValueError, KeyError, TypeError):
-                # a message with a bad signature or shape (e.g. from a forked student process
-                # writing to an inherited socket): ignored, like any unauthenticated message
-                continue
+            ready = dict(poller.poll(int(min(0.05, left) * 1000) + 1))
+            for channel in channels:
+                if channel.socket in ready:
+                    try:
+                        return channel, channel.get_msg(timeout=0)
+                    except (queue.Empty, ValueError, KeyError, TypeError):
+                        # a message with a bad signature or shape (e.g. from a forked student
+                        # process writing to an inherited socket): ignored, like any
+                        # unauthenticated message
+                        continue
 
     def run(self, code: str, *, deadline: float, user_expressions: dict | None = None,
-            silent: bool = False, budget: OutputBudget | None = None) -> Reply:
-        """Execute `code`; collect its outputs (capped) until the kernel is idle again."""
+            silent: bool = False, budget: OutputBudget | None = None,
+            on_input: Callable[[str], str] | None = None) -> Reply:
+        """Execute `code`; collect its outputs (capped) until the kernel is idle again. With
+        `on_input`, the code may ask for input (the examiner's proxy calls): each prompt is
+        answered with on_input(prompt)."""
         budget = budget or OutputBudget()
         msg_id = self.client.execute(code, silent=silent, store_history=not silent,
-                                     user_expressions=user_expressions or {}, allow_stdin=False,
-                                     stop_on_error=False)
+                                     user_expressions=user_expressions or {},
+                                     allow_stdin=on_input is not None, stop_on_error=False)
+        c = self.client
+        channels = [c.iopub_channel, c.shell_channel] + ([c.stdin_channel] if on_input else [])
         outputs: list = []
-        kept = 0
+        kept = [0]
         reply = None
         idle = False
         while reply is None or not idle:
-            if reply is None:
-                # iopub first (outputs), then a non-blocking look at shell (the reply)
-                try:
-                    msg = self.client.shell_channel.get_msg(timeout=0)
-                    if msg["parent_header"].get("msg_id") == msg_id:
-                        reply = msg
-                        continue
-                except (queue.Empty, ValueError, KeyError, TypeError):
-                    pass
-            msg = self._get(self.client.iopub_channel, deadline)
+            channel, msg = self._next(channels, deadline)
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
-            mtype = msg["msg_type"]
-            content = msg["content"]
-            if mtype == "status":
-                idle = content.get("execution_state") == "idle"
-                if idle and reply is None:
-                    reply = self._get(self.client.shell_channel, deadline)
-                    while reply["parent_header"].get("msg_id") != msg_id:
-                        reply = self._get(self.client.shell_channel, deadline)
-                continue
-            if mtype == "clear_output":
-                outputs.clear()
-                continue
-            if mtype not in ("stream", "display_data", "execute_result", "error"):
-                continue
-            size = len(str(content))
-            budget.received += size
-            if budget.received > FLOOD_LIMIT:
-                self.process.kill("flood")
-                raise KernelDied("flood", f"more than {FLOOD_LIMIT // 2**20} MB of output")
-            room = min(CELL_OUTPUT_CAP - kept, budget.notebook_left)
-            if room <= 0:
-                if not (outputs and outputs[-1].get("text") == TRUNCATED):
-                    outputs.append(_truncation_note())
-                if mtype == "error":                   # errors are always kept (they grade)
-                    outputs.append(_small_error(content))
-                continue
-            out = output_from_msg(msg)
-            if size > room:
-                out = _truncate(out, room)
-            kept += min(size, room)
-            budget.notebook_left -= min(size, room)
-            outputs.append(out)
+            if channel is c.shell_channel:
+                reply = msg
+            elif channel is c.stdin_channel:
+                if msg["msg_type"] == "input_request":
+                    c.input(on_input(msg["content"].get("prompt", "")))
+            elif msg["msg_type"] == "status":
+                idle = msg["content"].get("execution_state") == "idle"
+            else:
+                self._collect(msg, outputs, kept, budget)
         content = reply["content"]
         return Reply(status=content.get("status", "error"), outputs=outputs,
                      user_expressions=content.get("user_expressions") or {},
                      ename=content.get("ename", ""), evalue=content.get("evalue", ""),
                      execution_count=content.get("execution_count"))
+
+    def _collect(self, msg: dict, outputs: list, kept: list, budget: OutputBudget) -> None:
+        """Keep one iopub output (capped per cell and per notebook; errors always kept)."""
+        mtype, content = msg["msg_type"], msg["content"]
+        if mtype == "clear_output":
+            outputs.clear()
+            return
+        if mtype not in ("stream", "display_data", "execute_result", "error"):
+            return
+        size = len(str(content))
+        self._count(budget, size)
+        room = min(CELL_OUTPUT_CAP - kept[0], budget.notebook_left)
+        if room <= 0:
+            if not (outputs and outputs[-1].get("text") == TRUNCATED):
+                outputs.append(_truncation_note())
+            if mtype == "error":                   # errors are always kept (they grade)
+                outputs.append(_small_error(content))
+            return
+        out = output_from_msg(msg)
+        if size > room:
+            out = _truncate(out, room)
+        kept[0] += min(size, room)
+        budget.notebook_left -= min(size, room)
+        outputs.append(out)
+
+    def _count(self, budget: OutputBudget, size: int) -> None:
+        budget.received += size
+        if budget.received > FLOOD_LIMIT:
+            self.process.kill("flood")
+            raise KernelDied("flood", f"more than {FLOOD_LIMIT // 2**20} MB of output")
+
+    def request(self, text: str) -> str:
+        """Send one proxy request to the student agent's shell handler (grader/student_agent.py:
+        a `convlab_request` message, much cheaper than an execute_request); its msg_id."""
+        msg = self.client.session.msg("convlab_request", {"text": text})
+        self.client.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
+
+    def answer(self, msg_id: str, *, deadline: float, budget: OutputBudget, kill: bool = True) -> dict:
+        """The content of the reply to `request` (the call's printed output is counted, not kept).
+        CallTimeout (kill=False) or KernelDied at the deadline."""
+        c = self.client
+        while True:
+            channel, msg = self._next([c.shell_channel, c.iopub_channel], deadline, kill)
+            if channel is c.iopub_channel:
+                if msg["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+                    self._count(budget, len(str(msg["content"])))
+            elif msg["parent_header"].get("msg_id") == msg_id:
+                return msg["content"]
+
+    def interrupt(self) -> None:
+        """SIGINT to the kernel process (KeyboardInterrupt in the code it runs)."""
+        self.process.interrupt()
 
     def stop(self) -> None:
         """Kill the sandbox outright (no graceful shutdown) and close the sockets."""

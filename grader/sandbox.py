@@ -33,8 +33,10 @@ Two ways to use it:
 
 * fork server (the default, grader/forkserver.py + grader/zygote.py): each worker keeps ONE such
   sandbox for many submissions. Its main process, the trusted zygote, imports PyTorch, matplotlib,
-  convlab and ipykernel once and forks a fresh kernel per submission (the per-kernel guard and its
-  HMAC key are sent after the fork, as below). Between two submissions every other process of the
+  convlab and ipykernel once and forks a fresh kernel per submission (the student agent or the
+  examiner's code is sent after the fork: grader/examination.py). A worker has two: one for
+  student kernels, one for examiners, so the two kernels of a submission never share a pid
+  namespace (nor, as root, a uid). Between two submissions every other process of the
   sandbox is SIGKILLed (from outside, then `kill(-1)` from inside the pid namespace, and checked),
   System V IPC objects and the uid's keyrings emptied, /tmp, /dev/shm and the shared folder
   emptied; if any of that fails or the zygote is dead or silent, the sandbox is thrown away and a
@@ -234,6 +236,16 @@ class SandboxedKernel:
             self.killed = reason
         kill_tree(self.proc)
         _MONITOR.forget(self)
+
+    def interrupt(self) -> None:
+        """SIGINT to the kernel itself (inside bubblewrap: the python process running ipykernel)."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            for p in [root, *root.children(recursive=True)]:
+                if any("ipykernel" in part for part in p.cmdline()):
+                    p.send_signal(signal.SIGINT)
+        except psutil.Error:
+            pass
 
     def cleanup(self) -> None:
         self.kill()

@@ -2,7 +2,10 @@
 each with the outcome it must get. Built from lesson 1 (solved / untouched / wrong corr2d).
 
 The attacks below get full or undeserved marks from plain `nbgrader autograde`; here they must
-not, and the submission must be flagged."""
+not. Those that patch the course's libraries or IPython where the scan can see it are flagged
+(`tampered`); those written against this grader (grader/examination.py: verdicts in the examiner,
+student code reached through data proxies) must gain nothing: they score at most what the honest
+wrong answer scores (`NO_GAIN`)."""
 from __future__ import annotations
 
 import copy
@@ -19,6 +22,7 @@ from grader.course import ROOT, SOLUTIONS
 
 A = "01_cross_correlation"
 TIMEOUT = 20.0
+CALL_TIMEOUT = 2.0
 WRONG_CORR2D = (
     "def corr2d(X, K):\n"
     "    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)\n"
@@ -145,7 +149,126 @@ while True:
         pass
 """
 
+# Attack class 1: look for the grader's secret in the interpreter (there is none: no grader code
+# runs here), then answer the grader's calls ourselves, with replies dressed as the grader's.
+STEAL_AND_ANSWER = """
+import gc, json, sys
+secrets = [m for m in sys.modules if "guard" in m] + [o for o in gc.get_objects()
+           if isinstance(o, dict) and "sig" in o and "changed" in o]
+print("found", len(secrets), "secrets")
+agent = sys.modules["_con" + "vlab_agent"]
+def serve(text):
+    request = json.loads(text)
+    return json.dumps({"from": "grader", "message": "passed", "verdict": "pass", "id": request.get("id"),
+                       "ok": True, "value": {"t": "bool", "v": True}})
+agent.serve = serve
+"""
+
+# Attack class 2: a tensor subclass whose __torch_function__ says "close" and "equal" to everyone.
+LYING_TENSOR = (
+    "class Liar(torch.Tensor):\n"
+    "    @classmethod\n"
+    "    def __torch_function__(cls, func, types, args=(), kwargs=None):\n"
+    "        if getattr(func, '__name__', '') in ('allclose', 'equal', 'is_floating_point'):\n"
+    "            return True\n"
+    "        return super().__torch_function__(func, types, args, kwargs or {})\n\n"
+    "def corr2d(X, K):\n"
+    "    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1).as_subclass(Liar)\n"
+)
+
+# Attack class 3: a thread that keeps the checks patched (so they are patched while a test runs).
+THREAD_PATCH = """
+import sys, threading, time
+def meddle():
+    while True:
+        for name in ("con" + "vlab", "con" + "vlab.checks"):
+            setattr(sys.modules[name], "expect_" + "close", lambda *a, **k: None)
+        setattr(sys.modules["tor" + "ch"], "all" + "close", lambda *a, **k: True)
+        time.sleep(0.001)
+threading.Thread(target=meddle, daemon=True).start()
+"""
+
+# Objects whose ==, bool and __array__ lie, and whose shape equals every shape.
+LYING_EQ = (
+    "class Same(tuple):\n"
+    "    def __eq__(self, other):\n"
+    "        return True\n\n"
+    "class Everything:\n"
+    "    shape = Same((2, 2))\n"
+    "    def __eq__(self, other):\n"
+    "        return True\n"
+    "    def __bool__(self):\n"
+    "        return True\n"
+    "    def __array__(self, *args, **kwargs):\n"
+    "        import numpy\n"
+    "        return numpy.zeros((2, 2))\n\n"
+    "def corr2d(X, K):\n"
+    "    return Everything()\n"
+)
+HUGE_RESULT = "def corr2d(X, K):\n    return torch.zeros(1024, 2048)\n"
+DEEP_RESULT = "def corr2d(X, K):\n    out = []\n    for _ in range(100000):\n        out = [out]\n    return out\n"
+# A module whose parameters take forever to list when the grader's agent encodes it (and only
+# then: the notebook's own cells list them too): encoding the Conv2D(...) result never ends.
+SLOW_TO_ENCODE = """
+    def named_parameters(self, *args, **kwargs):
+        import sys
+        while sys._getframe(1).f_code.co_name == "ref":
+            pass
+        return super().named_parameters(*args, **kwargs)
+"""
+# Right on small inputs (the notebook's own examples), hangs on larger ones, swallowing the
+# grader's interrupt.
+HANG_IN_CALL = (
+    "def corr2d(X, K):\n"
+    "    import time\n"
+    "    while X.numel() > 9:\n"
+    "        try:\n"
+    "            time.sleep(0.05)\n"
+    "        except KeyboardInterrupt:\n"
+    "            pass\n"
+    "    return F.conv2d(X[None, None].float(), K[None, None].float())[0, 0]\n"
+)
+# The student kernel answers each call with the answer to the call before it.
+OTHER_CALL = """
+import sys
+agent = sys.modules["_con" + "vlab_agent"]
+honest, previous = agent.serve, []
+def serve(text):
+    answer = honest(text)
+    previous.append(answer)
+    return previous[-2] if len(previous) > 1 else answer
+agent.serve = serve
+"""
+# Run last: look everywhere in the student's process for the hidden tests' source.
+LOOK_FOR_HIDDEN = """
+import gc, types
+markers = [m[::-1] for m in ("STSET NEDDIH NIGEB", ")4202(dees_launam")]    # built at run time
+texts = list(globals().get("In", [])) + [str(v) for v in list(globals().values())]
+texts += [c for f in gc.get_objects() if isinstance(getattr(f, "__code__", None), types.CodeType)
+          for c in f.__code__.co_consts if isinstance(c, str)]
+print("HIDDEN-SEEN" if any(m in t for t in texts for m in markers) else "hidden tests not here", len(texts))
+"""
+# Correct numbers from PyTorch's convolution where the exercise is "by hand".
+BY_HAND_BYPASS = "def corr2d(X, K):\n    return F.conv2d(X[None, None].float(), K[None, None].float())[0, 0]\n"
+
 # name -> (notebook or raw bytes or "dir", expected status, wrong-answer cell that must score 0)
+def _at_end(base, source: str):
+    nb = copy.deepcopy(base)
+    nb.cells.append(_cell(source))
+    return nb
+
+
+def _slow_conv2d(base):
+    nb = copy.deepcopy(base)
+    cell = nb.cells[_index(nb, "conv2d_impl")]
+    cell.source = cell.source.rstrip() + "\n" + SLOW_TO_ENCODE
+    return nb
+
+
+NO_GAIN = ("steal_and_answer", "lying_tensor", "thread_patch", "lying_eq", "huge_result", "deep_result",
+           "hang_in_call")
+
+
 def catalog(tmp: Path) -> dict:
     solved, untouched, wrong = submissions.solved(A), submissions.untouched(A), _wrong()
     other = str(tmp / "subs" / "correct" / A / f"{A}.ipynb")
@@ -168,6 +291,17 @@ def catalog(tmp: Path) -> dict:
         "duplicated_id": (_duplicate(untouched, "corr2d_worked_example"), "tampered", "corr2d_worked_example"),
         "solution_as_test": (_edit(untouched, "corr2d_impl", grade=True, solution=False, points=50, locked=True), "tampered", "corr2d_worked_example"),
         "no_cells": (nbformat.v4.new_notebook(), "tampered", "corr2d_worked_example"),
+        "steal_and_answer": (_after(wrong, "corr2d_impl", STEAL_AND_ANSWER), "graded", "corr2d_worked_example"),
+        "lying_tensor": (_edit(wrong, "corr2d_impl", source=LYING_TENSOR), "graded", "corr2d_worked_example"),
+        "thread_patch": (_after(wrong, "corr2d_impl", THREAD_PATCH), "graded", "corr2d_worked_example"),
+        "lying_eq": (_edit(wrong, "corr2d_impl", source=LYING_EQ), "graded", "corr2d_output_shape"),
+        "huge_result": (_edit(wrong, "corr2d_impl", source=HUGE_RESULT), "graded", "corr2d_worked_example"),
+        "deep_result": (_edit(wrong, "corr2d_impl", source=DEEP_RESULT), "graded", "corr2d_worked_example"),
+        "slow_to_encode": (_slow_conv2d(solved), "graded", "conv2d_parameters"),
+        "hang_in_call": (_edit(solved, "corr2d_impl", source=HANG_IN_CALL), "timeout", "corr2d_output_shape"),
+        "answers_other_call": (_after(solved, "corr2d_impl", OTHER_CALL), "graded", "corr2d_worked_example"),
+        "by_hand_bypass": (_edit(solved, "corr2d_impl", source=BY_HAND_BYPASS), "graded", "corr2d_by_hand"),
+        "look_for_hidden": (_at_end(solved, LOOK_FOR_HIDDEN), "graded", None),
         "keyboard_interrupt_loop": (_after(solved, "corr2d_impl", KI_LOOP), "timeout", "corr2d_worked_example"),
         "infinite_loop": (_after(solved, "corr2d_impl", "while True:\n    pass"), "timeout", "corr2d_worked_example"),
         "os_exit": (_after(solved, "corr2d_impl", "import os\nos._exit(0)"), "crashed", "corr2d_worked_example"),
@@ -203,7 +337,7 @@ def graded(tmp_path_factory, course_config):
             nbformat.write(content, path)
     (tmp / "subs" / "nothing_handed_in").mkdir()
     opts = autograde.Options(workers=2, timeout=TIMEOUT, memory=1536 * 2**20, out=tmp / "out",
-                             config_dir=course_config, progress=False)
+                             config_dir=course_config, progress=False, call_timeout=CALL_TIMEOUT)
     results = autograde.autograde(tmp / "subs", opts)
     by_name = {r["student_id"]: r for r in results}
     return cases, by_name, tmp
@@ -243,6 +377,44 @@ def test_correct_and_untouched_scores(graded):
     assert by_name["deleted_test"]["score"] == 0
 
 
+@pytest.mark.parametrize("name", NO_GAIN)
+def test_attacks_on_the_examiner_gain_nothing(graded, name):
+    _, by_name, _ = graded
+    assert by_name[name]["score"] <= by_name["wrong"]["score"], (name, by_name[name]["cells"])
+
+
+MESSAGES = {
+    "lying_tensor": ("corr2d_worked_example", "it is a Liar"),
+    "lying_eq": ("corr2d_output_shape", "not Everything"),
+    "huge_result": ("corr2d_worked_example", "at most 4 MB"),
+    "deep_result": ("corr2d_worked_example", "nested more than"),
+    "slow_to_encode": ("conv2d_parameters", f"did not finish within {CALL_TIMEOUT:g} s"),
+    "hang_in_call": ("corr2d_output_shape", "could not be interrupted"),
+    "answers_other_call": ("corr2d_worked_example", "answered another request"),
+    "steal_and_answer": ("corr2d_worked_example", "could not reach the student's names"),
+    "by_hand_bypass": ("corr2d_by_hand", "uses conv2d"),
+}
+
+
+@pytest.mark.parametrize("name", list(MESSAGES))
+def test_failures_say_what_happened(graded, name):
+    """A failed test names what the student's code did (the examiner's message, not a crash)."""
+    _, by_name, _ = graded
+    grade_id, text = MESSAGES[name]
+    cell = next(c for c in by_name[name]["cells"] if c["grade_id"] == grade_id)
+    assert text in cell["message"], (name, cell)
+
+
+def test_slow_call_fails_only_its_tests(graded):
+    """A call over its time limit is interrupted: the tests that need it fail, the others pass."""
+    _, by_name, _ = graded
+    cells = {c["grade_id"]: c["passed"] for c in by_name["slow_to_encode"]["cells"]}
+    assert cells["corr2d_worked_example"] and cells["corr2d_multi_in_out_matches_pytorch"], cells
+    assert not any(cells[g] for g in ("conv2d_parameters", "conv2d_forward", "conv2d_gradients")), cells
+    bypass = {c["grade_id"]: c["passed"] for c in by_name["by_hand_bypass"]["cells"]}
+    assert bypass["corr2d_matches_pytorch"] and not bypass["corr2d_by_hand"], bypass
+
+
 def _outputs(tmp: Path, name: str) -> str:
     nb = nbformat.read(tmp / "out" / "autograded" / name / A / f"{A}.ipynb", as_version=4)
     return json.dumps([c.get("outputs", []) for c in nb.cells])
@@ -263,6 +435,11 @@ def test_no_network(graded):
 def test_fork_bomb_is_bounded(graded):
     out = _outputs(graded[2], "fork_bomb")
     assert "fork refused after" in out
+
+
+def test_hidden_tests_never_reach_the_student_kernel(graded):
+    out = _outputs(graded[2], "look_for_hidden")
+    assert "hidden tests not here" in out, out[-2000:]
 
 
 def test_huge_output_is_capped(graded):

@@ -1,0 +1,267 @@
+"""One submission, graded by two kernels: the student kernel runs the student's code, the examiner
+decides (the grader's side of grader/examiner.py and grader/student_agent.py).
+
+The cells run in notebook order:
+
+* the student's cells (answers and everything not locked) run in the student kernel only;
+* read-only cells run in the student kernel (the student's code may use what they define) and
+  then in the examiner;
+* test cells, visible and hidden, run in the examiner only: hidden tests never reach the
+  student's process, and their outputs (the verdicts) come from the examiner alone.
+
+Before each instructor cell the examiner binds the names those cells use but do not define to
+what the student kernel has (`Examiner.bind`). While an instructor cell runs, each proxy call
+is an input request from the examiner; `relay` sends it to the student kernel's agent (a
+`convlab_request` shell message its handler answers), with a time limit per call (`call_timeout`: the call is
+interrupted, and if that does not stop it the student kernel is killed), and answers the
+examiner with {"from": "student", "raw": <the student's answer>} or, when the grader itself has
+something to say (time limit, dead kernel), {"from": "grader", "message": ...}: the student's
+answer is carried as a string the examiner decodes strictly, so it can never pass for the
+grader's word. The examiner checks that each answer carries its call's id.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import shutil
+import time
+from pathlib import Path
+
+from . import integrity
+from .course import SOLUTIONS
+from .kernel import CallTimeout, Kernel, KernelDied, OutputBudget, Reply
+
+HERE = Path(__file__).parent
+SOURCES = {name: (HERE / f"{name}.py").read_text() for name in ("wire", "student_agent", "examiner")}
+CALL_TIMEOUT = 10.0              # seconds per call of the student's code
+INTERRUPT_GRACE = 2.0            # after the SIGINT, before the student kernel is killed
+EXTRA_FILES_LIMIT = 8 * 2**20
+
+BOOT = """
+def _convlab_boot():
+    import os, sys, types
+    get_ipython().user_ns.pop("_convlab_boot", None)
+    for name, source in {modules!r}:
+        module = types.ModuleType(name)
+        sys.modules[name] = module
+        exec(compile(source, "<" + name + ">", "exec"), module.__dict__)
+    os.makedirs({workdir!r}, exist_ok=True)
+    os.chdir({workdir!r})
+    sys.path.insert(0, {workdir!r})
+    {install}
+    return "installed"
+"""
+STUDENT_INSTALL = 'sys.modules["_convlab_student_agent"].install(get_ipython())'
+EXAMINER_INSTALL = 'sys.modules["_convlab_examiner_src"].install(get_ipython(), {imports!r}, {wanted!r}, {sources!r})'
+BIND = "__import__('sys').modules['_convlab_examiner'].bind()"
+
+
+class _GraderSays(Exception):
+    """What the grader answers the examiner instead of the student's answer."""
+
+
+def is_instructor(cell) -> bool:
+    """Test cells and read-only cells: the release's code, run in the examiner."""
+    md = cell.metadata.get("nbgrader", {}) if cell.cell_type == "code" else {}
+    return integrity.is_test(cell) or bool(md.get("locked"))
+
+
+def wanted_names(nb, imports: dict) -> list[str]:
+    """The names the instructor's cells use but never bind (the student's answers: corr2d, ...)."""
+    bound, used = set(imports) | set(dir(builtins)), set()
+    for cell in nb.cells:
+        if not is_instructor(cell):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                bound.add(node.name)
+            elif isinstance(node, ast.alias):
+                bound.add((node.asname or node.name).split(".")[0])
+    return sorted(used - bound)
+
+
+class Examination:
+    """The two kernels of one submission and the cells between them."""
+
+    def __init__(self, job, student: Kernel, examiner: Kernel, imports: dict, *, timeout: float,
+                 sandbox: bool, call_timeout: float = CALL_TIMEOUT) -> None:
+        self.job, self.student, self.examiner, self.imports = job, student, examiner, imports
+        self.sandbox, self.call_timeout = sandbox, call_timeout
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + timeout
+        self.budget = OutputBudget()
+        self.cells = [c for c in job.nb.cells if c.cell_type == "code"]
+        self.position = 0
+        self.bound: Reply | None = None      # the last bind, valid until a student cell runs
+        self.student_died: KernelDied | None = None
+        self.timings = {**student.timings, "examiner_start": examiner.timings.get("kernel_start", 0.0)
+                        + examiner.timings.get("imports", 0.0),
+                        "student": 0.0, "examiner": 0.0, "round_trips": 0.0, "calls": 0}
+
+    # -- the notebook ------------------------------------------------------------------------
+    def run(self) -> None:
+        """Every code cell, in order; outputs go into the job's notebook. KernelDied if a kernel
+        stopped (self.position is then the first cell not graded); KernelDied("grader") if that
+        happened before any student code ran (the grader's failure, graded again next run)."""
+        try:
+            self._boot()
+        except KernelDied as err:
+            raise KernelDied("grader", f"before any student code ran: {err}") from None
+        self.timings["setup"] = time.monotonic() - self.t0
+        for self.position, cell in enumerate(self.cells):
+            cell.outputs = []
+            if integrity.is_test(cell):
+                self._examine(cell, cell.outputs)
+            elif is_instructor(cell):
+                self._in_student(cell)
+                self._examine(cell, [])
+            else:
+                self._in_student(cell)
+            if self.student_died is not None:
+                self.position += 1
+                raise self.student_died
+
+    def _in_student(self, cell) -> None:
+        t = time.monotonic()
+        reply = self.student.run(cell.source, deadline=self.deadline, budget=self.budget)
+        cell.outputs, cell.execution_count = reply.outputs, reply.execution_count
+        self.bound = None
+        self.timings["student"] += time.monotonic() - t
+
+    def _examine(self, cell, outputs: list) -> None:
+        """Bind the student's names (again only if a student cell ran since), then run the cell in
+        the examiner; a test's outputs are its verdict (an error output fails it)."""
+        t, relayed = time.monotonic(), self.timings["round_trips"]
+        if self.bound is None:
+            self.bound = self.examiner.run(BIND, deadline=self.deadline, silent=True, budget=self.budget,
+                                           on_input=self.relay)
+        bind = self.bound
+        if bind.status != "ok":
+            outputs.append(_error(bind.ename or "GraderError", f"the grader could not reach the student's "
+                                  f"names, so this cell was not run: {bind.evalue}"))
+        else:
+            reply = self.examiner.run(cell.source, deadline=self.deadline, budget=self.budget,
+                                      on_input=self.relay)
+            outputs.extend(reply.outputs)
+            if integrity.is_test(cell):
+                cell.execution_count = reply.execution_count
+            if reply.status != "ok" and not any(o.output_type == "error" for o in outputs):
+                outputs.append(_error(reply.ename or "Error", reply.evalue))
+        self.timings["examiner"] += time.monotonic() - t - (self.timings["round_trips"] - relayed)
+
+    # -- proxy calls -------------------------------------------------------------------------
+    def relay(self, prompt: str) -> str:
+        """Answer one input request of the examiner (a proxy call) with the student's answer."""
+        t = time.monotonic()
+        self.timings["calls"] += 1
+        try:
+            return json.dumps({"from": "student", "raw": self._ask_student(prompt)})
+        except _GraderSays as said:
+            return json.dumps({"from": "grader", "message": str(said)})
+        finally:
+            self.timings["round_trips"] += time.monotonic() - t
+
+    def _ask_student(self, prompt: str) -> str:
+        if self.student_died is not None:
+            raise _GraderSays("not run: the student's kernel has stopped")
+        msg_id = self.student.request(prompt)
+        end = min(self.deadline, time.monotonic() + self.call_timeout)
+        try:
+            content = self.student.answer(msg_id, deadline=end, budget=self.budget, kill=end >= self.deadline)
+        except CallTimeout:
+            content = self._interrupt(msg_id)
+        except KernelDied as died:
+            self.student_died = died
+            raise _GraderSays(f"the student's kernel stopped during the call ({died.reason})") from None
+        text = content.get("text") if isinstance(content, dict) else None
+        if not isinstance(text, str):
+            raise _GraderSays("the student's kernel answered with something that is not a message")
+        return text
+
+    def _interrupt(self, msg_id: str) -> dict:
+        """A call over its time limit: interrupt it; kill the student kernel if that fails."""
+        self.student.interrupt()
+        end = min(self.deadline, time.monotonic() + INTERRUPT_GRACE)
+        try:
+            self.student.answer(msg_id, deadline=end, budget=self.budget, kill=False)
+        except CallTimeout:
+            self.student.process.kill("call_timeout")
+            self.student_died = KernelDied("call_timeout", f"a call took longer than {self.call_timeout:g} s "
+                                           "and could not be interrupted")
+            raise _GraderSays(f"did not finish within {self.call_timeout:g} s (the time each call may "
+                              "take) and could not be interrupted: the student's kernel was stopped") from None
+        except KernelDied as died:
+            self.student_died = died
+            raise _GraderSays(f"the student's kernel stopped during the call ({died.reason})") from None
+        raise _GraderSays(f"did not finish within {self.call_timeout:g} s (the time each call may take); "
+                          "it was interrupted")
+
+    # -- setup -------------------------------------------------------------------------------
+    def _boot(self) -> None:
+        """Copy the files in, install the student agent and the examiner."""
+        student_dir = self._files(self.student, include_student=True)
+        examiner_dir = self._files(self.examiner, include_student=False)
+        self.student.run(f"import shutil; shutil.copytree({student_dir!r}, {self._workdir(self.student)!r}, "
+                         "dirs_exist_ok=True); del shutil", deadline=self.deadline, silent=True)
+        modules = [("_convlab_wire", SOURCES["wire"]), ("_convlab_student_agent", SOURCES["student_agent"])]
+        self._install(self.student, modules, STUDENT_INSTALL)
+        self.examiner.run(f"import shutil; shutil.copytree({examiner_dir!r}, {self._workdir(self.examiner)!r}, "
+                          "dirs_exist_ok=True); del shutil", deadline=self.deadline, silent=True)
+        sources = [c.source for c in self.cells if not is_instructor(c)]
+        install = EXAMINER_INSTALL.format(imports=self.imports, wanted=wanted_names(self.job.nb, self.imports),
+                                          sources=sources)
+        self._install(self.examiner, [("_convlab_wire", SOURCES["wire"]),
+                                      ("_convlab_examiner_src", SOURCES["examiner"])], install)
+
+    def _install(self, kernel: Kernel, modules: list, install: str) -> None:
+        code = BOOT.format(modules=modules, workdir=self._workdir(kernel), install=install)
+        reply = kernel.run(code, deadline=self.deadline, silent=True, user_expressions={"g": "_convlab_boot()"})
+        answer = reply.user_expressions.get("g", {})
+        if reply.status != "ok" or answer.get("status") != "ok":
+            raise KernelDied("crashed", f"the trusted preamble failed: {reply.ename}: {reply.evalue} {answer}")
+
+    def _workdir(self, kernel: Kernel) -> str:
+        a = self.job.assignment
+        return f"/tmp/{a}" if self.sandbox else str(kernel.process.workdir / a)
+
+    def _files(self, kernel: Kernel, *, include_student: bool) -> str:
+        """Copy the submission's files (student kernel only) and the assignment's own files into
+        the kernel's shared folder; return that folder as the kernel sees it."""
+        dest = kernel.process.workdir / "in"
+        dest.mkdir(exist_ok=True)
+        bases = ([(self.job.path.parent, self.job.path)] if include_student else []) + [(SOLUTIONS / self.job.assignment, None)]
+        total = 0
+        for base, skip in bases:
+            for f in sorted(base.rglob("*")):
+                if not f.is_file() or f == skip or f.suffix == ".ipynb" or ".ipynb_checkpoints" in f.parts:
+                    continue
+                total += f.stat().st_size
+                if total > EXTRA_FILES_LIMIT:
+                    break
+                target = dest / f.relative_to(base)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+        return "/run/kernel/in" if self.sandbox else str(dest)
+
+    def stop(self) -> None:
+        t = time.monotonic()
+        for kernel in (self.student, self.examiner):
+            kernel.stop()
+        self.timings["teardown"] = time.monotonic() - t
+        self.timings["cells"] = self.timings["student"] + self.timings["examiner"] + self.timings["round_trips"]
+
+
+def _error(ename: str, evalue: str):
+    import nbformat
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])

@@ -1,0 +1,144 @@
+"""Runs INSIDE the student kernel (its source is sent by grader/examination.py): serves the
+examiner's requests on the student's objects and answers with wire data (grader/wire.py) only.
+The grader sends each request as a `convlab_request` shell message, answered by `install`'s
+handler with a `convlab_reply`.
+
+Trusted by nobody: the student's code runs in the same process and can replace or bypass every
+line of it. All that achieves is other data in the answers, which the examiner decodes strictly
+and judges like any answer; a student who rewrites this agent to return the right numbers has
+computed the right numbers. Requests (one JSON object each, `id` echoed in the answer):
+
+    describe {names}                       -> {name: value or ref} for the names that exist
+    call     {target, args, kwargs, params, rng, grad_enabled, graph, forbid}
+             -> {value, rng, changed}      (the call's result, the RNG state after it, the
+                                            arguments it modified in place)
+    getattr  {target, name}                -> value or ref
+    backward {call, grads}                 -> the gradients of that call's inputs (a vector-Jacobian
+                                              product through the graph the call kept)
+Errors answer {"ok": false, "error": <class name>, "bases": <builtin classes in its MRO>, "message"}.
+"""
+import contextlib
+import sys
+
+import torch
+
+wire = sys.modules["_convlab_wire"]
+KEPT_GRAPHS = 16
+
+
+class Agent:
+    def __init__(self, namespace):
+        self.ns = namespace
+        self.objects, self.ids, self.graphs = {}, {}, {}
+
+    # -- refs ---------------------------------------------------------------------------------
+    def ref(self, obj):
+        if id(obj) not in self.ids:
+            self.ids[id(obj)] = len(self.objects) + 1
+            self.objects[len(self.objects) + 1] = obj
+        out = {"t": "ref", "id": self.ids[id(obj)], "type": type(obj).__name__, "kind": "object"}
+        if isinstance(obj, torch.nn.Module):
+            out["kind"] = "module"
+            out["params"] = [[n, wire.encode_tensor(p)] for n, p in obj.named_parameters()]
+        elif isinstance(obj, type):
+            out["kind"], out["type"] = "class", obj.__name__
+        elif callable(obj):
+            out["kind"], out["type"] = "callable", str(getattr(obj, "__name__", out["type"]))
+        return out
+
+    def deref(self, data):
+        return self.objects[data["id"]]
+
+    # -- requests -----------------------------------------------------------------------------
+    def serve(self, text):
+        request = {}
+        try:
+            request = wire.loads(text)
+            answer = getattr(self, "op_" + request["op"])(request)
+            answer.update(id=request["id"], ok=True)
+            text = wire.dumps(answer)
+            if len(text) > wire.MAX_MESSAGE:
+                raise wire.WireError(f"the answer is {len(text) / 2**20:.1f} MB of data (at most "
+                                     f"{wire.MAX_MESSAGE // 2**20} MB can be sent): return a smaller result")
+            return text
+        except BaseException as err:  # noqa: BLE001 - every failure is an answer
+            bases = ([] if isinstance(err, wire.WireError) else
+                     [c.__name__ for c in type(err).__mro__ if c.__module__ == "builtins"])
+            return wire.dumps({"id": request.get("id"), "ok": False, "error": type(err).__name__,
+                               "bases": bases, "message": str(err)[:4000]})
+
+    def op_describe(self, request):
+        found = {n: self.ns[n] for n in request["names"] if n in self.ns}
+        return {"value": wire.encode(found, self.ref)}
+
+    def op_getattr(self, request):
+        return {"value": wire.encode(getattr(self.objects[request["target"]], request["name"]), self.ref)}
+
+    def op_call(self, request):
+        fn = self.objects[request["target"]]
+        args = wire.decode({"t": "list", "v": request["args"]}, self.deref)
+        kwargs = wire.decode({"t": "dict", "v": request["kwargs"]}, self.deref)
+        leaves = wire.tensors([args, kwargs])
+        before = [(t.detach().clone(), t.requires_grad) for t in leaves]
+        params = self._set_params(fn, request.get("params") or [])
+        torch.set_rng_state(wire.decode(request["rng"]))
+        with contextlib.ExitStack() as stack:
+            for names, message in request.get("forbid") or []:
+                import convlab.checks
+                stack.enter_context(convlab.checks.forbid_torch_functions(set(names), message))
+            with torch.set_grad_enabled(bool(request.get("grad_enabled"))):
+                result = fn(*args, **kwargs)
+        if request.get("graph"):
+            inputs = [t for t in leaves if t.requires_grad] + params
+            self.graphs[request["id"]] = (inputs, wire.tensors(result))
+            for old in list(self.graphs)[:-KEPT_GRAPHS]:
+                del self.graphs[old]
+        changed = [[i, wire.encode_tensor(t)] for i, (t, (b, g)) in enumerate(zip(leaves, before))
+                   if t.requires_grad != g or t.shape != b.shape or t.dtype != b.dtype
+                   or not torch.equal(t.detach(), b)]
+        return {"value": wire.encode(result, self.ref), "rng": wire.encode_tensor(torch.get_rng_state()),
+                "changed": changed}
+
+    def _set_params(self, module, sent):
+        """The examiner's copy of a module's parameters, written into the student's module."""
+        if not sent:
+            return []
+        own = dict(module.named_parameters())
+        out = []
+        with torch.no_grad():
+            for name, data in sent:
+                value, p = wire.decode(data), own[name]
+                if p.shape == value.shape and p.dtype == value.dtype:
+                    p.copy_(value)
+                else:
+                    p.data = value.detach()
+                p.requires_grad_(value.requires_grad)
+                out.append(p)
+        return out
+
+    def op_backward(self, request):
+        inputs, outputs = self.graphs[request["call"]]
+        grads = [wire.decode(g) for g in request["grads"]]
+        pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
+        if not pairs:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        got = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
+                                  allow_unused=True, retain_graph=True)
+        return {"value": wire.encode(list(got))}
+
+
+def install(shell):
+    """The agent, and the kernel's handler for the grader's `convlab_request` messages (cheaper
+    than an execute_request: no cell, no history, no display hooks)."""
+    sys.modules["_convlab_agent"] = Agent(shell.user_ns)
+    kernel = shell.kernel
+
+    def handle(stream, idents, msg):
+        text = msg["content"].get("text", "")
+        answer = sys.modules["_convlab_agent"].serve(text)
+        kernel.session.send(stream, "convlab_reply", {"text": answer}, parent=msg, ident=idents)
+
+    kernel.shell_handlers["convlab_request"] = handle
+
+
+__all__ = ["Agent", "install"]

@@ -1,0 +1,216 @@
+"""grader/examiner.py + grader/student_agent.py in one process: the examiner's proxies talk to a
+student agent through an in-process loopback instead of the grader's relay (the kernels and the
+relay are tested end to end by test_hostile.py and test_pipeline.py)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from grader import wire
+
+sys.modules.setdefault("_convlab_wire", wire)
+from grader import examiner, student_agent  # noqa: E402 - they find the wire module in sys.modules
+
+import convlab  # noqa: E402
+
+STUDENT = '''
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+def corr2d(X, K):
+    kh, kw = K.shape
+    Y = torch.zeros((X.shape[0] - kh + 1, X.shape[1] - kw + 1))
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i:i + kh, j:j + kw] * K).sum()
+    return Y
+
+def lazy_corr2d(X, K):
+    return F.conv2d(X[None, None], K[None, None])[0, 0]
+
+def sneaky(X, K):
+    return eval("lazy_corr2d")(X, K)
+
+def noisy():
+    return torch.rand(3)
+
+def scale_in_place(X):
+    X.mul_(2)
+    X.requires_grad_(True)
+
+def pair():
+    return torch.ones(2), [1.5, "x", None]
+
+def refuse(k):
+    raise ValueError(f"even effective size {k}")
+
+class Odd(ValueError):
+    pass
+
+def odd():
+    raise Odd("a subclass")
+
+class Mine(Exception):
+    pass
+
+def mine():
+    raise Mine("not a builtin")
+
+class Liar(torch.Tensor):
+    pass
+
+def liar():
+    return torch.zeros(2).as_subclass(Liar)
+
+class Conv2D(nn.Module):
+    def __init__(self, kernel_size, detach=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(kernel_size))
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.detach = detach
+        self.note = "hello"
+
+    def forward(self, X):
+        w = self.weight.detach() if self.detach else self.weight
+        return corr2d(X, w) + self.bias
+'''
+
+
+class Loopback:
+    """What grader/examination.py's relay does, in one process: the examiner's request goes to
+    the student agent; its answer comes back wrapped as the student's."""
+
+    def __init__(self, namespace, tamper=None):
+        self.agent, self.tamper = student_agent.Agent(namespace), tamper
+
+    def raw_input(self, prompt):
+        raw = self.agent.serve(prompt)
+        return json.dumps({"from": "student", "raw": self.tamper(raw) if self.tamper else raw})
+
+
+@pytest.fixture
+def student():
+    ns: dict = {}
+    exec(compile(STUDENT, "<student>", "exec"), ns)
+    link = examiner.Link(Loopback(ns), [STUDENT])
+    answer = link.ask({"op": "describe", "names": sorted(k for k in ns if not k.startswith("_"))}, "names")
+    names = link.decode(answer["value"], "names")
+    for name, value in names.items():
+        if type(value) is examiner.RemoteCallable:
+            value.__name__ = name
+    return names, ns, link
+
+
+def test_functions_return_plain_data(student):
+    names, _, _ = student
+    X, K = torch.arange(9.0).reshape(3, 3), torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    Y = names["corr2d"](X, K)
+    assert type(Y) is torch.Tensor and Y.tolist() == [[19.0, 25.0], [37.0, 43.0]]
+    t, rest = names["pair"]()
+    assert type(t) is torch.Tensor and rest == [1.5, "x", None]
+
+
+def test_the_global_rng_is_shared_with_the_student(student):
+    names, _, _ = student
+    torch.manual_seed(3)
+    remote = names["noisy"]()
+    after_remote = torch.rand(1)
+    torch.manual_seed(3)
+    assert torch.equal(remote, torch.rand(3)) and torch.equal(after_remote, torch.rand(1))
+
+
+def test_in_place_changes_to_arguments_come_back(student):
+    names, _, _ = student
+    X = torch.ones(2)
+    names["scale_in_place"](X)
+    assert X.tolist() == [2.0, 2.0] and X.requires_grad
+
+
+def test_student_exceptions_become_builtin_ones_or_fail(student):
+    names, _, _ = student
+    with pytest.raises(ValueError, match="even effective size 4"):
+        names["refuse"](4)
+    with pytest.raises(ValueError, match="a subclass"):
+        names["odd"]()
+    with pytest.raises(examiner.StudentCodeError, match="raised Mine: not a builtin"):
+        names["mine"]()
+
+
+def test_objects_that_are_not_data_have_no_behaviour(student):
+    names, _, _ = student
+    got = names["liar"]()
+    assert type(got).__name__ == "Liar" and not torch.is_tensor(got)
+    assert got != torch.zeros(2) and not (got == got.__class__)
+    with pytest.raises(AssertionError, match="it is a Liar"):
+        convlab.expect_close(got, torch.zeros(2))
+
+
+def test_modules_are_local_mirrors_with_remote_forward_and_backward(student):
+    names, _, _ = student
+    layer = names["Conv2D"]((2, 2))
+    assert isinstance(layer, nn.Module) and type(layer).__name__ == "Conv2D"
+    assert {n: tuple(p.shape) for n, p in layer.named_parameters()} == {"weight": (2, 2), "bias": (1,)}
+    assert layer.note == "hello"                               # attribute reads go to the student
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -1.0], [0.5, 2.0]]))
+        layer.bias.fill_(0.5)
+    X = torch.randn(4, 5)
+    out = layer(X)
+    ref = F.conv2d(X[None, None], layer.weight.detach()[None, None])[0, 0] + 0.5
+    assert torch.allclose(out, ref)
+    (out ** 2).sum().backward()
+    w, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
+    ((F.conv2d(X[None, None], w[None, None])[0, 0] + b) ** 2).sum().backward()
+    assert torch.allclose(layer.weight.grad, w.grad) and torch.allclose(layer.bias.grad, b.grad)
+
+
+def test_a_detached_weight_gets_no_gradient(student):
+    names, _, _ = student
+    layer = names["Conv2D"]((1, 2), detach=True)
+    layer(torch.randn(3, 3)).sum().backward()
+    assert layer.weight.grad is None and layer.bias.grad is not None
+
+
+def test_by_hand_rules_are_checked_on_the_source(student):
+    names, _, _ = student
+    X, K = torch.randn(4, 4), torch.randn(2, 2)
+    rule = ({"conv2d", "convolution"}, "compute it by hand")
+    with convlab.forbid_torch_functions(*rule):
+        names["corr2d"](X, K)                                   # honest: passes
+        layer = names["Conv2D"]((2, 2))
+        layer(X)                                                # uses corr2d: passes
+    for name, why in (("lazy_corr2d", "uses conv2d"), ("sneaky", "runs code with eval")):
+        with pytest.raises(AssertionError, match=why), convlab.forbid_torch_functions(*rule):
+            names[name](X, K)
+
+
+def test_answers_to_another_call_are_refused():
+    ns: dict = {}
+    exec(compile(STUDENT, "<student>", "exec"), ns)
+    other = lambda raw: raw.replace('"id":"', '"id":"0')       # noqa: E731 - echo another id
+    link = examiner.Link(Loopback(ns, tamper=other), [STUDENT])
+    with pytest.raises(examiner.StudentCodeError, match="another request"):
+        link.ask({"op": "describe", "names": ["corr2d"]}, "names")
+    link = examiner.Link(Loopback(ns, tamper=lambda raw: '{"from": "grader", "message": "passed"}'), [])
+    with pytest.raises(examiner.StudentCodeError, match="another request"):
+        link.ask({"op": "describe", "names": ["corr2d"]}, "names")
+
+
+def test_a_malformed_answer_is_never_a_builtin_exception():
+    """A forged answer must not raise e.g. ValueError (which a test may expect from the student)."""
+    ns: dict = {}
+    exec(compile(STUDENT, "<student>", "exec"), ns)
+    link = examiner.Link(Loopback(ns), [STUDENT])
+    names = link.decode(link.ask({"op": "describe", "names": ["refuse", "pair"]}, "names")["value"], "names")
+    link.kernel.tamper = lambda raw: raw.replace('"changed":[]', '"changed":[[0]]')
+    with pytest.raises(examiner.StudentCodeError, match="malformed"):
+        names["pair"]()
+    link.kernel.tamper = lambda raw: raw.replace('"rng":{"t":"tensor","dtype":"uint8"', '"rng":{"t":"tensor","dtype":"int8"')
+    with pytest.raises(examiner.StudentCodeError, match="random-number-generator state"):
+        names["pair"]()
