@@ -293,11 +293,7 @@ class KernelPool:
 
     def _start(self) -> Kernel:
         k = Kernel.start(self.scratch, sandbox=self.opts.sandbox, limits=self.limits)
-        try:
-            k.ready()
-        except BaseException:
-            k.stop()
-            raise
+        k.ready()
         return k
 
     def _top_up(self) -> None:

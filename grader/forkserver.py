@@ -286,11 +286,7 @@ class ForkServerPool:
                 t0 = time.monotonic()
                 k = Kernel.attach(server.fork(), t0)
                 k.on_stop = lambda s=server: self._release(s)
-                try:
-                    k.ready()
-                except BaseException:
-                    k.stop()
-                    raise
+                k.ready()
                 return k
             except (ForkServerDied, SandboxUnavailable, KernelDied, psutil.Error, OSError):
                 if server is not None:

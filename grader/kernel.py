@@ -100,7 +100,15 @@ class Kernel:
         return k
 
     def ready(self, timeout: float = 60.0) -> None:
-        """Wait until the kernel answers, then run the warm preamble (imports)."""
+        """Wait until the kernel answers, then run the warm preamble (imports). If either fails,
+        the kernel is stopped before the error is raised."""
+        try:
+            self._ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self, timeout: float) -> None:
         t0 = time.monotonic()
         deadline = t0 + timeout
         # Ready means: a kernel_info reply on shell AND a message on iopub. A kernel that comes up
