@@ -215,7 +215,7 @@ def test_an_exception_in_the_grader_is_an_error(tmp_path, course_config, monkeyp
         def acquire(self):
             return object()
 
-    def execute(job, kernel, imports, opts):
+    def execute(job, student, examiner, imports, opts):
         raise KeyError("a bug in the grader")
 
     monkeypatch.setattr(autograde, "ForkServerPool", Pool)

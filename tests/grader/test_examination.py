@@ -30,6 +30,7 @@ def test_student_cells_do_not_need_what_test_cells_define(assignment):
         tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
         stores = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
         stores |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        stores |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}     # a function's own parameters
         if integrity.is_test(cell):
             from_tests |= stores
             continue
