@@ -24,6 +24,7 @@ from .explorers import (
 from .images import load_sample_image
 from .plotting import (
     animate_corr2d,
+    animate_pool2d,
     explore_conv_windows,
     show_conv_windows,
     show_corr2d,
@@ -41,6 +42,7 @@ __all__ = [
     "Cifar10Data",
     "CorruptDataError",
     "animate_corr2d",
+    "animate_pool2d",
     "data_dir",
     "descend",
     "expect_close",
