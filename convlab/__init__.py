@@ -1,6 +1,7 @@
 """convlab: the helper package of the convlab course.
 
-Infrastructure only (seeding, plotting and animation, student-facing checks, data);
+Infrastructure only (seeding, plotting and animation, interactive explorers, student-facing
+checks, data);
 the graded answers live in the notebooks, never here.
 
 >>> import convlab
@@ -8,9 +9,22 @@ the graded answers live in the notebooks, never here.
 """
 from .checks import CONVOLUTIONS, POOLING, expect_close, expect_equal, forbid_torch_functions
 from .data import CIFAR10_CLASSES, Cifar10Data, CorruptDataError, data_dir, load_cifar10
+from .explorers import (
+    descend,
+    explore_kernel,
+    explore_learning_rate,
+    explore_shift_pooling,
+    kernel_presets,
+    shift_pooling,
+    show_descent,
+    show_kernel_response,
+    show_shift_pooling,
+    stability_limit,
+)
 from .images import load_sample_image
 from .plotting import (
     animate_corr2d,
+    animate_pool2d,
     explore_conv_windows,
     show_conv_windows,
     show_corr2d,
@@ -25,23 +39,34 @@ from .seeding import seed_everything
 __all__ = [
     "CIFAR10_CLASSES",
     "CONVOLUTIONS",
+    "POOLING",
     "Cifar10Data",
     "CorruptDataError",
-    "POOLING",
     "animate_corr2d",
+    "animate_pool2d",
     "data_dir",
+    "descend",
     "expect_close",
     "expect_equal",
     "explore_conv_windows",
+    "explore_kernel",
+    "explore_learning_rate",
+    "explore_shift_pooling",
     "forbid_torch_functions",
+    "kernel_presets",
     "load_cifar10",
     "load_sample_image",
     "seed_everything",
+    "shift_pooling",
     "show_conv_windows",
     "show_corr2d",
+    "show_descent",
     "show_heatmaps",
     "show_image_grids",
     "show_kernel_path",
     "show_kernels",
+    "show_kernel_response",
     "show_losses",
+    "show_shift_pooling",
+    "stability_limit",
 ]

@@ -10,7 +10,7 @@ from matplotlib import animation
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Rectangle
 
-__all__ = ["animate_corr2d", "explore_conv_windows", "show_conv_windows", "show_corr2d", "show_heatmaps",
+__all__ = ["animate_corr2d", "animate_pool2d", "explore_conv_windows", "show_conv_windows", "show_corr2d", "show_heatmaps",
            "show_image_grids", "show_kernel_path", "show_kernels", "show_losses"]
 
 Corr2d = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -395,6 +395,68 @@ def _draw_corr2d_step(axes, X, K, Y, i: int, j: int) -> None:
         terms = terms[:3] + ["…"] + terms[-2:]
     axes[0].figure.suptitle(f"Y[{i}, {j}] = " + " + ".join(terms) + f" = {_fmt(float(Y[i, j]))}",
                             fontsize=12)
+
+
+# --- pooling: the same sliding window, with a maximum instead of weights (lesson 5) -----------------
+
+def animate_pool2d(
+    pool2d: Callable,
+    X: torch.Tensor,
+    pool_size: int = 2,
+    stride: int | None = None,
+    interval: int = 900,
+    steps: Iterable[tuple[int, int]] | None = None,
+):
+    r"""Animate max pooling step by step with *your* `pool2d(X, pool_size, stride)`, as HTML for
+    JupyterLab: the window (stride defaulting to its size) slides over X, the winning entry is
+    circled, and the output fills in. `steps` limits the frames to some positions.
+
+    >>> def pool2d(X, pool_size, stride=None):   # yours from lesson 5; PyTorch's own stands in for it
+    ...     return torch.nn.functional.max_pool2d(X[None, None], pool_size, stride)[0, 0]
+    >>> html = animate_pool2d(pool2d, torch.arange(16.).reshape(4, 4), 2)   # in a notebook: play controls
+    >>> import re; len(re.findall(r"frames\[\d+\] = ", html.data))       # a frame per output entry
+    4
+    """
+    from IPython.display import HTML
+
+    X = _as_2d(X, "X")
+    k, s = pool_size, pool_size if stride is None else stride
+    if not (isinstance(k, int) and isinstance(s, int) and 1 <= k <= min(X.shape) and s >= 1):
+        raise ValueError(f"pool_size must be an int from 1 to {min(X.shape)} and stride an int >= 1, "
+                         f"got pool_size={pool_size!r}, stride={stride!r}")
+    Y = pool2d(X, k, s)
+    want = ((X.shape[0] - k) // s + 1, (X.shape[1] - k) // s + 1)
+    if not torch.is_tensor(Y) or tuple(Y.shape) != want:
+        got = tuple(Y.shape) if torch.is_tensor(Y) else type(Y).__name__
+        raise ValueError(f"pool2d returned {got} for X {tuple(X.shape)}, pool_size={k}, stride={s}; "
+                         f"max pooling gives shape {want}. Fix pool2d first (its tests say how).")
+    Y = Y.detach().float()
+    positions = list(steps) if steps is not None else [(i, j) for i in range(want[0]) for j in range(want[1])]
+    fig, axes = plt.subplots(1, 2, figsize=(1.0 + 0.55 * (X.shape[1] + want[1]) + 1.5, 0.6 * X.shape[0] + 1.3),
+                             gridspec_kw={"width_ratios": [X.shape[1], want[1]]})
+
+    def draw(frame: int):
+        for ax in axes:
+            ax.clear()
+        i, j = positions[frame]
+        shown = torch.zeros(Y.shape, dtype=torch.bool)
+        shown.view(-1)[: i * Y.shape[1] + j + 1] = True
+        _grid(axes[0], X, "input X")
+        _grid(axes[1], Y, "output Y", shown=shown, color="#d5efd5")
+        r0, c0 = i * s, j * s
+        window = X[r0:r0 + k, c0:c0 + k]
+        axes[0].add_patch(Rectangle((c0 - 0.5, r0 - 0.5), k, k, fill=False, edgecolor="#d62728", linewidth=3))
+        a, b = divmod(int(window.argmax()), k)
+        axes[0].add_patch(plt.Circle((c0 + b, r0 + a), 0.42, fill=False, edgecolor="#d62728", linewidth=2))
+        axes[1].add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=3))
+        values = ", ".join(_fmt(float(v)) for v in window.reshape(-1))
+        fig.suptitle(f"Y[{i}, {j}] = max({values}) = {_fmt(float(Y[i, j]))}", fontsize=12)
+        return []
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(positions), interval=interval)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return _show(HTML(html))
 
 
 # --- padding, stride, dilation: which input cells each output sees (lessons 4 and 5) ---------------

@@ -266,3 +266,20 @@ def test_2d_kernels_of_different_sizes_are_heatmaps_centred_on_zero():
 def test_bad_kernels_are_explained(bad, kwargs, message):
     with pytest.raises(ValueError, match=message):
         show_kernels(bad, **kwargs)
+
+
+def reference_pool2d(X, k, s=None):
+    return torch.nn.functional.max_pool2d(X[None, None], k, s)[0, 0]
+
+
+def test_pool_animation_has_one_frame_per_window_and_shows_the_maximum():
+    from convlab.plotting import animate_pool2d
+    X4 = torch.tensor([[7.0, 3, 5, 2], [8, 7, 1, 6], [4, 9, 3, 9], [0, 8, 4, 5]])
+    html = animate_pool2d(reference_pool2d, X4, 2).data
+    assert len(re.findall(r"frames\[\d+\] = ", html)) == 4
+    assert len(re.findall(r"frames\[\d+\] = ", animate_pool2d(reference_pool2d, X4, 2, stride=1).data)) == 9
+    assert len(re.findall(r"frames\[\d+\] = ", animate_pool2d(reference_pool2d, X4, 2, steps=[(1, 1)]).data)) == 1
+    with pytest.raises(ValueError, match=r"pool2d returned \(1, 1\) .* max pooling gives shape \(2, 2\)"):
+        animate_pool2d(lambda X, k, s: torch.zeros(1, 1), X4, 2)
+    with pytest.raises(ValueError, match="pool_size must be an int from 1 to 4"):
+        animate_pool2d(reference_pool2d, X4, 5)
