@@ -73,9 +73,8 @@ def wanted_names(nb, imports: dict) -> list[str]:
     for cell in nb.cells:
         if not is_instructor(cell):
             continue
-        try:
-            tree = ast.parse(cell.source)
-        except SyntaxError:
+        tree = integrity.parse_cell(cell.source)
+        if tree is None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Name):

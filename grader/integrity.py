@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import threading
 from pathlib import Path
 
 import nbformat
@@ -26,6 +27,9 @@ from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateI
 
 MAX_NOTEBOOK_BYTES = 20 * 2**20
 COMPARED = ("grade", "solution", "locked", "task", "points")
+# CPython 3.11's AST constructor is not safe to use from several threads at once ("SystemError: AST
+# constructor recursion depth mismatch"); the grader parses cells in its worker threads.
+_PARSING = threading.Lock()
 
 
 class InvalidSubmission(Exception):
@@ -141,16 +145,25 @@ def sanitize(nb: nbformat.NotebookNode, assignment: str, student: str, db_url: s
     return nb
 
 
+def parse_cell(source: str) -> ast.Module | None:
+    """The syntax tree of a code cell (IPython's %magics and !shell lines left out), or None when it
+    cannot be parsed (invalid, or nested too deeply for the parser). Safe from any thread."""
+    src = "\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!")))
+    with _PARSING:
+        try:
+            return ast.parse(src)
+        except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
+            return None
+
+
 def notebook_imports(nb: nbformat.NotebookNode) -> dict[str, tuple[str, str | None]]:
     """Names the (source) notebook binds by import: alias -> (module, attribute or None)."""
     names: dict[str, tuple[str, str | None]] = {}
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        src = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
-        try:
-            tree = ast.parse(src)
-        except SyntaxError:
+        tree = parse_cell(cell.source)
+        if tree is None:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

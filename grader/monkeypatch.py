@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ast
 
+from .integrity import parse_cell
+
 LIBRARIES = {"torch", "numpy", "convlab", "builtins", "sys", "IPython", "ipykernel", "matplotlib",
              "importlib", "types", "gc", "inspect", "unittest", "nbformat", "jupyter_client", "zmq"}
 ALLOWED_PATHS = ("torch.backends.", "matplotlib.rcParams", "numpy.random.seed")
@@ -30,11 +32,9 @@ def findings(cells: list[tuple[str, str]]) -> list[str]:
     pairs (e.g. ("cell 12", "torch.allclose = ...")), in order."""
     trees = []
     for n, source in cells:
-        try:
-            trees.append((n, ast.parse("\n".join(l for l in source.splitlines()
-                                                if not l.lstrip().startswith(("%", "!"))))))
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
+        tree = parse_cell(source)
+        if tree is not None:
+            trees.append((n, tree))
     modules = {"torch": "torch", "convlab": "convlab"}
     for _, tree in trees:
         modules.update(_module_names(tree))
