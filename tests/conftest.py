@@ -22,13 +22,34 @@ SLOW = [
 ]
 
 
+# With pytest-xdist (`make test PYTEST_ARGS="-n 2"`), each file's tests run in one worker (its module
+# fixtures are built once) and these folders' tests in one worker (their session fixtures, e.g. the
+# one JupyterHub of tests/e2e, are built once). xdist_group marks cannot do this: pytest-xdist 3.8
+# does not apply them with pytest 9.
+SHARED = ("tests/e2e/",)
+
+
+def _rel(item) -> str | None:
+    try:
+        return Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return None
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFileAndSharedFolder(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return next((folder for folder in SHARED if scope.startswith(folder)), scope)
+
+    return ByFileAndSharedFolder(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     slow = pytest.mark.slow
     for item in items:
-        path = Path(str(item.fspath)).resolve()
-        try:
-            rel = path.relative_to(ROOT).as_posix()
-        except ValueError:
-            continue
-        if path.suffix == ".ipynb" or any(rel == s or rel.startswith(s + "/") for s in SLOW):
+        rel = _rel(item)
+        if rel is not None and (rel.endswith(".ipynb") or any(rel == s or rel.startswith(s + "/") for s in SLOW)):
             item.add_marker(slow)

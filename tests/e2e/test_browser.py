@@ -211,6 +211,117 @@ def test_slider_explorer_renders_and_reacts(browser, classroom, artifacts):
         context.close()
 
 
+def run_menu(page, item: str) -> None:
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text(item, exact=True).click()
+
+
+def figure_of(box):
+    """The explorer's figure (its first image) and that image's data URL."""
+    figure = box.locator("img").first
+    figure.wait_for()
+    return figure, figure.get_attribute("src")
+
+
+def redrawn(page, box, act) -> str:
+    """Do `act()`, then wait until the explorer's figure is a new picture; return the new one."""
+    figure, before = figure_of(box)
+    act()
+    page.wait_for_function("([img, src]) => img.isConnected === false || img.getAttribute('src') !== src",
+                           arg=[figure.element_handle(), before])
+    after = figure_of(box)[1]
+    assert after and after != before and after.startswith("data:image/png;base64,")
+    return after
+
+
+def nudge(page, slider) -> None:
+    """One step right on an ipywidgets slider (keyboard, as a user can)."""
+    slider.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+
+
+def _kernel_editor(page, box) -> None:
+    """Lesson 2: a preset, the sign flip and one edited number each redraw the response."""
+    boxes = box.locator(".widget-text input")
+    assert boxes.count() == 9
+    redrawn(page, box, lambda: box.locator("select").select_option("Laplacian"))
+    assert [float(boxes.nth(i).input_value()) for i in range(9)] == [0, 1, 0, 1, -4, 1, 0, 1, 0]
+    redrawn(page, box, lambda: box.get_by_role("button", name="flip sign").click())
+    assert float(boxes.nth(4).input_value()) == 4
+    def edit():
+        boxes.nth(0).fill("2")
+        boxes.nth(0).press("Enter")
+    redrawn(page, box, edit)
+
+
+def _learning_rate(page, box) -> None:
+    """Lesson 3: the zero_grad box and the lr slider each redraw the descent."""
+    redrawn(page, box, lambda: box.get_by_role("checkbox").click())
+    lr = box.locator(".widget-slider").filter(has_text="lr").first
+    assert lr.locator(".widget-readout").inner_text().strip() == "0.030"
+    redrawn(page, box, lambda: nudge(page, lr))
+    assert lr.locator(".widget-readout").inner_text().strip() == "0.031"
+
+
+def _shift(page, box) -> None:
+    """Lesson 5: one more pixel of shift redraws the pooled maps."""
+    shift = box.locator(".widget-slider").filter(has_text="shift").first
+    assert shift.locator(".widget-readout").inner_text().strip() == "1"
+    redrawn(page, box, lambda: nudge(page, shift))
+    assert shift.locator(".widget-readout").inner_text().strip() == "2"
+
+
+# lesson, the start of the explorer's cell, the widget's outermost element, how to drive it
+EXPLORERS = [
+    ("02_edge_detection", "convlab.explore_kernel(", ".widget-vbox", _kernel_editor),
+    ("03_learning_a_kernel", "convlab.explore_learning_rate(", ".widget-interact", _learning_rate),
+    ("05_max_pooling_cifar10", "convlab.explore_shift_pooling(", ".widget-interact", _shift),
+]
+
+
+def test_lesson_explorers_render_and_react(browser, classroom, artifacts):
+    """Lessons 2, 3 and 5: in each solved notebook, run everything above the explorer and the
+    explorer's cell, then use its controls; each use redraws the figure."""
+    room = classroom
+    learner = room.students[2]
+    room.call(learner, "PUT", "/lab/api/settings/@jupyterlab/notebook-extension:tracker",
+              {"raw": json.dumps({"windowingMode": "none"})})
+    for lesson, *_ in EXPLORERS:
+        nb_json = json.loads(nbformat.writes(submissions.solved(lesson)))
+        room.call(learner, "PUT", f"/api/contents/{lesson}.ipynb", {"type": "notebook", "format": "json", "content": nb_json})
+    shots = Shots(artifacts, "explorers")
+    context, page = login(browser, room, learner, shots)
+    try:
+        for lesson, call, outer, drive in EXPLORERS:
+            page.goto(f"{room.hub.url}/user/{learner}/lab/tree/{lesson}.ipynb?reset")
+            nb = notebook(page)
+            cell = nb.locator(".jp-CodeCell").filter(has_text=call).first
+            cell.wait_for()
+            page.locator(".jp-StatusBar-Item").filter(has_text=re.compile(r"\| Idle")).first.wait_for()
+            cell.scroll_into_view_if_needed()
+            cell.locator(".jp-InputPrompt").click()          # select it (command mode)
+            run_menu(page, "Run All Above Selected Cell")
+            run_menu(page, "Run Selected Cell and Do not Advance")
+            box = cell.locator(outer).first
+            try:
+                box.wait_for()
+            except Exception:
+                raise AssertionError(f"{lesson}: no explorer after running the cells; the cell shows: "
+                                     + cell.inner_text()[:2000]) from None
+            box.scroll_into_view_if_needed()
+            shots(page, f"{lesson}-start")
+            drive(page, box)
+            shots(page, f"{lesson}-used")
+            errors = nb.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            assert nb.locator(".jp-OutputArea-output").filter(has_text="Traceback").count() == 0, \
+                [e.inner_text()[:500] for e in errors.all()]
+    except Exception:
+        shots(page, "FAILED")
+        raise
+    finally:
+        context.close()
+
+
 def test_instructor_sees_both_submissions_in_formgrader(browser, classroom, graded_class, artifacts):
     room = classroom
     shots = Shots(artifacts, "instructor")
