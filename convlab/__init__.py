@@ -7,7 +7,7 @@ the graded answers live in the notebooks, never here.
 >>> import convlab
 >>> convlab.seed_everything(0)
 """
-from .checks import CONVOLUTIONS, POOLING, expect_close, expect_equal, forbid_torch_functions
+from .checks import CONVOLUTIONS, POOLING, call_each, expect_close, expect_equal, forbid_torch_functions
 from .data import CIFAR10_CLASSES, Cifar10Data, CorruptDataError, data_dir, load_cifar10
 from .explorers import (
     descend,
@@ -44,6 +44,7 @@ __all__ = [
     "CorruptDataError",
     "animate_corr2d",
     "animate_pool2d",
+    "call_each",
     "data_dir",
     "descend",
     "expect_close",

@@ -44,6 +44,7 @@ BUILTIN_ERRORS = {c.__name__: c for c in (
     KeyError, LookupError, NameError, NotImplementedError, OverflowError, RecursionError,
     RuntimeError, StopIteration, TypeError, UnboundLocalError, ValueError, ZeroDivisionError)}
 DYNAMIC_CODE = {"exec", "eval", "compile", "__import__"}
+CALLS_PER_REQUEST = 100          # calls of a convlab.call_each sweep sent in one request
 
 
 class StudentCodeError(Exception):
@@ -128,6 +129,45 @@ class Link:
         return wire.replace_tensors(result, (next(attached) if t.is_floating_point() else t
                                              for t in wire.tensors(result)))
 
+    def call_each(self, target, name, calls):
+        """`convlab.call_each` on a student function: the calls go to the student kernel in
+        requests of up to CALLS_PER_REQUEST calls (each request has the time limit of one call),
+        which stop at the first exception. Calls with tensor arguments go one by one (`call`):
+        in-place changes and autograd need a round trip each."""
+        if any(wire.tensors([list(a), dict(k)]) for a, k in calls):
+            results, error = [], None
+            for args, kwargs in calls:
+                try:
+                    results.append(self.call(target, name, args, kwargs))
+                except Exception as err:  # noqa: BLE001 - raised again in its place, as convlab does
+                    error = err
+                    break
+            return _replay(results, [], error, self, name)
+        what = f"{name}(...)"
+        forbid = _forbidden_now()
+        if forbid:
+            self.check_by_hand(name, forbid)
+        values, error = [], None
+        for start in range(0, len(calls), CALLS_PER_REQUEST):
+            chunk = calls[start:start + CALLS_PER_REQUEST]
+            request = {"op": "call_each", "target": target,
+                       "calls": [[[self.encode(a) for a in args], [[self.encode(k), self.encode(v)] for k, v in kwargs.items()]]
+                                 for args, kwargs in chunk],
+                       "rng": wire.encode_tensor(torch.get_rng_state()), "grad_enabled": torch.is_grad_enabled(),
+                       "forbid": [[sorted(n), m] for n, m in forbid]}
+            answer = self.ask(request, what)
+            got = answer.get("values")
+            if not isinstance(got, list) or len(got) > len(chunk):
+                raise StudentCodeError(f"{what} answered a sweep of {len(chunk)} calls with a malformed message")
+            self._take_rng(answer.get("rng"), what)
+            values += got
+            if answer.get("error") is not None:
+                error = answer["error"]
+                break
+            if len(got) != len(chunk):
+                raise StudentCodeError(f"{what} answered {len(got)} of a sweep of {len(chunk)} calls")
+        return _replay([], values, error, self, name)
+
     def encode(self, value):
         try:
             return wire.encode(value, _local_ref)
@@ -195,6 +235,19 @@ class Link:
             todo.extend(calls)
 
 
+def _replay(results, encoded, error, link, name):
+    """The results of a sweep, then its error in its place: `results` are values, `encoded`
+    wire data decoded one by one (so a malformed answer fails where it occurs), `error` an
+    exception or the student agent's error answer."""
+    yield from results
+    for data in encoded:
+        yield link.decode(data, f"{name}(...)")
+    if isinstance(error, BaseException):
+        raise error
+    if error is not None:
+        raise _student_exception(error if isinstance(error, dict) else {}, f"{name}(...)")
+
+
 class _Remote(torch.autograd.Function):
     """Attaches a remote call's outputs to the local autograd graph: backward is a round trip."""
 
@@ -226,6 +279,10 @@ class RemoteCallable:
 
     def __call__(self, *args, **kwargs):
         return self._link.call(self._id, self.__name__, args, kwargs)
+
+    def _convlab_call_each(self, calls):
+        """convlab.call_each(this, calls): see Link.call_each."""
+        return self._link.call_each(self._id, self.__name__, calls)
 
     def __repr__(self):
         return f"<student function {self.__name__}>"

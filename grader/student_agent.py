@@ -12,6 +12,9 @@ computed the right numbers. Requests (one JSON object each, `id` echoed in the a
     call     {target, args, kwargs, params, rng, grad_enabled, graph, forbid}
              -> {value, rng, changed}      (the call's result, the RNG state after it, the
                                             arguments it modified in place)
+    call_each {target, calls, rng, grad_enabled, forbid}
+             -> {values, error, rng}       (a sweep of calls with plain-data arguments, made in
+                                            order up to the first exception, which is `error`)
     getattr  {target, name}                -> value or ref
     backward {call, grads}                 -> the gradients of that call's inputs (a vector-Jacobian
                                               product through the graph the call kept)
@@ -62,10 +65,7 @@ class Agent:
                                      f"{wire.MAX_MESSAGE // 2**20} MB can be sent): return a smaller result")
             return text
         except BaseException as err:  # noqa: BLE001 - every failure is an answer
-            bases = ([] if isinstance(err, wire.WireError) else
-                     [c.__name__ for c in type(err).__mro__ if c.__module__ == "builtins"])
-            return wire.dumps({"id": request.get("id"), "ok": False, "error": type(err).__name__,
-                               "bases": bases, "message": str(err)[:4000]})
+            return wire.dumps({"id": request.get("id"), "ok": False, **_error(err)})
 
     def op_describe(self, request):
         found = {n: self.ns[n] for n in request["names"] if n in self.ns}
@@ -99,6 +99,27 @@ class Agent:
         return {"value": wire.encode(result, self.ref), "rng": wire.encode_tensor(torch.get_rng_state()),
                 "changed": changed}
 
+    def op_call_each(self, request):
+        """A sweep of calls of one function (no tensor arguments): the encoded results up to the
+        first exception, which is answered as `error` (the calls after it are not made)."""
+        fn = self.objects[request["target"]]
+        torch.set_rng_state(wire.decode(request["rng"]))
+        values, error = [], None
+        with contextlib.ExitStack() as stack:
+            for names, message in request.get("forbid") or []:
+                import convlab.checks
+                stack.enter_context(convlab.checks.forbid_torch_functions(set(names), message))
+            with torch.set_grad_enabled(bool(request.get("grad_enabled"))):
+                for args, kwargs in request["calls"]:
+                    args = wire.decode({"t": "list", "v": args}, self.deref)
+                    kwargs = wire.decode({"t": "dict", "v": kwargs}, self.deref)
+                    try:
+                        values.append(wire.encode(fn(*args, **kwargs), self.ref))
+                    except Exception as err:  # noqa: BLE001 - the examiner raises it in its place
+                        error = _error(err)
+                        break
+        return {"values": values, "error": error, "rng": wire.encode_tensor(torch.get_rng_state())}
+
     def _set_params(self, module, sent):
         """The examiner's copy of a module's parameters, written into the student's module."""
         if not sent:
@@ -125,6 +146,13 @@ class Agent:
         got = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
                                   allow_unused=True, retain_graph=True)
         return {"value": wire.encode(list(got))}
+
+
+def _error(err):
+    """An exception as data: its class name and the builtin exception classes it derives from."""
+    bases = ([] if isinstance(err, wire.WireError) else
+             [c.__name__ for c in type(err).__mro__ if c.__module__ == "builtins"])
+    return {"error": type(err).__name__, "bases": bases, "message": str(err)[:4000]}
 
 
 def install(shell):

@@ -62,6 +62,13 @@ class Mine(Exception):
 def mine():
     raise Mine("not a builtin")
 
+def out_size(n, k, stride=1):
+    if n == 7:
+        raise ValueError("seven")
+    if n == 8:
+        return liar()
+    return (n - k) // stride + 1
+
 class Liar(torch.Tensor):
     pass
 
@@ -214,3 +221,48 @@ def test_a_malformed_answer_is_never_a_builtin_exception():
     link.kernel.tamper = lambda raw: raw.replace('"rng":{"t":"tensor","dtype":"uint8"', '"rng":{"t":"tensor","dtype":"int8"')
     with pytest.raises(examiner.StudentCodeError, match="random-number-generator state"):
         names["pair"]()
+
+
+def _sweep(names, link, calls, monkeypatch, fn="out_size"):
+    sent = []
+    ask = link.ask
+    monkeypatch.setattr(link, "ask", lambda request, what: sent.append(request["op"]) or ask(request, what))
+    return convlab.call_each(names[fn], calls), sent
+
+
+def test_a_sweep_is_one_request_and_gives_each_result_in_order(student, monkeypatch):
+    names, _, link = student
+    calls = [((n, 3), {"stride": s}) for n in (3, 5, 6) for s in (1, 2)]
+    results, sent = _sweep(names, link, calls, monkeypatch)
+    assert list(results) == [(n - 3) // s + 1 for n in (3, 5, 6) for s in (1, 2)]
+    assert sent == ["call_each"]
+    many, sent = _sweep(names, link, [((9, 1), {})] * (examiner.CALLS_PER_REQUEST + 1), monkeypatch)
+    assert list(many) == [9] * (examiner.CALLS_PER_REQUEST + 1) and sent == ["call_each"] * 2
+
+
+def test_a_sweep_raises_the_students_exception_in_its_place(student, monkeypatch):
+    names, _, link = student
+    results, _ = _sweep(names, link, [((5, 3), {}), ((7, 3), {}), ((6, 3), {})], monkeypatch)
+    assert next(results) == 3
+    with pytest.raises(ValueError, match="seven"):
+        next(results)
+    results, _ = _sweep(names, link, [((5, 3), {}), ((8, 3), {})], monkeypatch)
+    assert next(results) == 3
+    got = next(results)                      # not data: a behaviourless stand-in, as from a call
+    assert type(got).__name__ == "Liar" and not torch.is_tensor(got)
+
+
+def test_a_sweep_with_tensor_arguments_goes_call_by_call(student, monkeypatch):
+    names, _, link = student
+    X, K = torch.arange(9.0).reshape(3, 3), torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    results, sent = _sweep(names, link, [((X, K), {}), ((X.T, K), {})], monkeypatch, fn="corr2d")
+    assert sent == ["call", "call"]
+    monkeypatch.undo()
+    assert [Y.tolist() for Y in results] == [F.conv2d(A[None, None], K[None, None])[0, 0].tolist() for A in (X, X.T)]
+
+
+def test_a_sweep_is_checked_by_hand_like_a_call(student):
+    names, _, _ = student
+    with convlab.forbid_torch_functions(convlab.CONVOLUTIONS, "by hand, please"):
+        with pytest.raises(AssertionError, match="by hand, please"):
+            convlab.call_each(names["lazy_corr2d"], [((1, 2), {})])
