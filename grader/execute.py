@@ -55,14 +55,22 @@ def check_student_versions(names: list[str] | None = None) -> list[str]:
         except (CellTimeoutError, DeadKernelError, CellExecutionError) as err:
             problems.append(f"{name}: the notebook did not run to the end: {type(err).__name__}: {err}")
             continue
-        for n, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
-            where = f"{name}, cell {n} ({cell.metadata.get('nbgrader', {}).get('grade_id', 'ungraded')})"
-            for err in errors:
-                if err.ename != EXPECTED_ERROR:
-                    problems.append(f"{where}: {err.ename}: {err.evalue} (only {EXPECTED_ERROR} may fail)")
-            if cell.metadata.get("nbgrader", {}).get("grade") and not errors:
-                problems.append(f"{where}: this graded test passes on the untouched notebook")
+        problems += untouched_problems(name, nb)
+    return problems
+
+
+def untouched_problems(name: str, nb: nbformat.NotebookNode) -> list[str]:
+    """The problems of an untouched student notebook that ran (e.g. one that `nbgrader autograde`
+    executed): errors other than NotImplementedError, graded tests that pass."""
+    problems = []
+    for n, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        where = f"{name}, cell {n} ({cell.metadata.get('nbgrader', {}).get('grade_id', 'ungraded')})"
+        for err in errors:
+            if err.ename != EXPECTED_ERROR:
+                problems.append(f"{where}: {err.ename}: {err.evalue} (only {EXPECTED_ERROR} may fail)")
+        if cell.metadata.get("nbgrader", {}).get("grade") and not errors:
+            problems.append(f"{where}: this graded test passes on the untouched notebook")
     return problems

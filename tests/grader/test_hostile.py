@@ -269,7 +269,23 @@ NO_GAIN = ("steal_and_answer", "lying_tensor", "thread_patch", "lying_eq", "huge
            "hang_in_call")
 
 
+# The cases whose outcome depends on the sandbox (uids, namespaces, limits, the two kernels'
+# separation) rather than on the grading logic. tests/grader/test_unprivileged.py re-runs this file
+# as another user with CONVLAB_HOSTILE_CASES=sandbox: only these cases, and the tests about them.
+SANDBOX_CASES = ("correct", "untouched", "wrong", "deleted_test", "steal_and_answer", "hang_in_call",
+                 "look_for_hidden", "keyboard_interrupt_loop", "infinite_loop", "os_exit", "memory_hog",
+                 "print_flood", "fork_bomb", "snoop", "network", "malformed_json")
+NEEDS_ALL_CASES = ("test_slow_call_fails_only_its_tests",)
+
+
 def catalog(tmp: Path) -> dict:
+    cases = _catalog(tmp)
+    if os.environ.get("CONVLAB_HOSTILE_CASES") == "sandbox":
+        return {name: case for name, case in cases.items() if name in SANDBOX_CASES}
+    return cases
+
+
+def _catalog(tmp: Path) -> dict:
     solved, untouched, wrong = submissions.solved(A), submissions.untouched(A), _wrong()
     other = str(tmp / "subs" / "correct" / A / f"{A}.ipynb")
     return {
@@ -377,7 +393,7 @@ def test_correct_and_untouched_scores(graded):
     assert by_name["deleted_test"]["score"] == 0
 
 
-@pytest.mark.parametrize("name", NO_GAIN)
+@pytest.mark.parametrize("name", [n for n in NO_GAIN if n in NAMES])
 def test_attacks_on_the_examiner_gain_nothing(graded, name):
     _, by_name, _ = graded
     assert by_name[name]["score"] <= by_name["wrong"]["score"], (name, by_name[name]["cells"])
@@ -396,7 +412,7 @@ MESSAGES = {
 }
 
 
-@pytest.mark.parametrize("name", list(MESSAGES))
+@pytest.mark.parametrize("name", [n for n in MESSAGES if n in NAMES])
 def test_failures_say_what_happened(graded, name):
     """A failed test names what the student's code did (the examiner's message, not a crash)."""
     _, by_name, _ = graded

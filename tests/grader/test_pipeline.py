@@ -1,6 +1,7 @@
 """End to end, in a throwaway course folder and gradebook, for every assignment: the solved notebook
 autogrades to full marks and the untouched release to zero, both with plain `nbgrader autograde`
-and with `python -m grader autograde`."""
+and with `python -m grader autograde`; and the untouched release, as nbgrader ran it, fails only
+with NotImplementedError (the exercises not done)."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +12,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from grader import submissions
+from grader import execute, submissions
 from grader.course import ROOT, assignments, nbgrader, tool_env
 
 from .conftest import write_course
@@ -20,7 +21,8 @@ STUDENTS = {"perfect": submissions.solved, "untouched": submissions.untouched}
 
 
 @pytest.fixture(scope="module")
-def gradebook(tmp_path_factory):
+def course(tmp_path_factory):
+    """A course folder in which plain nbgrader autograded both students on every assignment."""
     course = tmp_path_factory.mktemp("course")
     write_course(course)
     for assignment in assignments():
@@ -30,6 +32,11 @@ def gradebook(tmp_path_factory):
             path.parent.mkdir(parents=True)
             nbformat.write(make(assignment), path)
         nbgrader("autograde", assignment, "--force", config_dir=course)
+    return course
+
+
+@pytest.fixture(scope="module")
+def gradebook(course):
     with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
         yield gb
 
@@ -51,6 +58,15 @@ def test_solution_gets_full_marks(gradebook, assignment):
 def test_untouched_release_scores_zero(gradebook, assignment):
     earned = {cell: s for cell, s in _scores(gradebook, assignment, "untouched").items() if s[0] != 0}
     assert not earned, f"{assignment}: the untouched student version earns points in {earned}"
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_untouched_release_fails_only_with_not_implemented(course, assignment):
+    """The student version as released runs to the end under nbgrader; every error is the
+    NotImplementedError of an exercise not done, and every graded test fails."""
+    nb = nbformat.read(course / "autograded" / "untouched" / assignment / f"{assignment}.ipynb", as_version=4)
+    problems = execute.untouched_problems(assignment, nb)
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture(scope="module")
