@@ -5,7 +5,9 @@ pyproject.toml declares the same direct needs; environment.yml (conda) installs 
 """
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -136,3 +138,20 @@ def test_the_python_versions_agree():
     assert re.search(rf"pip compile .*--python-version {re.escape(lowest)}\b", makefile)
     assert f"v < ({lowest.replace('.', ', ')})" in makefile
     assert f"Python {lowest}" in (ROOT / "README.md").read_text()
+
+
+def test_the_slow_optional_packages_are_left_out():
+    """The Makefile's LOCK_OMIT packages (rfc3987-syntax builds ~20 parsers when jsonschema, hence
+    nbformat and Jupyter Server, is imported) are neither in the lock nor in `make`'s venv, and
+    jsonschema, which would use them, works without them."""
+    omitted = re.search(r"^LOCK_OMIT\s*:=\s*(.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert omitted, "the Makefile no longer says which packages the lock leaves out (LOCK_OMIT)"
+    names = {canonicalize_name(n) for n in omitted.group(1).split()}
+    assert "rfc3987-syntax" in names
+    assert not names & {name for name, *_ in _lock()}, "requirements.txt pins a LOCK_OMIT package: run `make lock`"
+    if Path(sys.prefix).resolve() == (ROOT / ".venv").resolve():
+        present = {n for n in names if importlib.util.find_spec(n.replace("-", "_")) is not None}
+        assert not present, f"{sorted(present)} installed in .venv: re-run `make venv` (delete .venv/.installed first)"
+    import jsonschema
+    jsonschema.validate({"a": "x"}, {"properties": {"a": {"format": "iri"}}},
+                        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
