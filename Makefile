@@ -14,6 +14,8 @@ export JUPYTER_PREFER_ENV_PATH := 1
 TEST_ENV := CONVLAB_FAKE_DATA=1
 # Extra pytest arguments for `make test` / `make test-fast`, e.g. PYTEST_ARGS="-k hostile -x".
 PYTEST_ARGS ?=
+# `make test` runs in this many pytest-xdist workers (by file; tests/conftest.py); 0: in this process.
+TEST_WORKERS ?= 2
 
 STAMP := $(VENV)/.installed
 
@@ -100,7 +102,7 @@ autograde: $(STAMP) grader-deps
 ## versions, grading pipeline, sandbox and hostile catalog (as root, also as an unprivileged user).
 test: $(STAMP) grader-deps hub-deps
 	$(TEST_ENV) $(BIN)/python -m pytest tests convlab solutions --doctest-modules --nbval --nbval-current-env \
-		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider $(PYTEST_ARGS)
+		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## The quick tests only (no sandbox, hostile catalog, fork server, nbval, pipeline, e2e): under a minute.
 test-fast: $(STAMP)

@@ -13,7 +13,8 @@ SLOW = [
     "tests/grader/test_sandbox.py",       # bubblewrap sandboxes
     "tests/grader/test_hostile.py",       # the catalog of attacks, one autograde run
     "tests/grader/test_forkserver.py",    # fork servers
-    "tests/grader/test_pipeline.py",      # nbgrader and autograde on every assignment
+    "tests/grader/test_pipeline.py",      # our autograde on every assignment
+    "tests/grader/test_pipeline_nbgrader.py",  # plain nbgrader autograde on every assignment
     "tests/grader/test_release.py",       # nbgrader generate_assignment, every student notebook run
     "tests/grader/test_unprivileged.py",  # the sandbox and hostile tests again as another user
     "tests/e2e",                          # JupyterHub and browser, end to end
@@ -22,11 +23,15 @@ SLOW = [
 ]
 
 
-# With pytest-xdist (`make test PYTEST_ARGS="-n 2"`), each file's tests run in one worker (its module
+# With pytest-xdist (`make test` uses 2 workers: TEST_WORKERS), each file's tests run in one worker (its module
 # fixtures are built once) and these folders' tests in one worker (their session fixtures, e.g. the
 # one JupyterHub of tests/e2e, are built once). xdist_group marks cannot do this: pytest-xdist 3.8
 # does not apply them with pytest 9.
 SHARED = ("tests/e2e/",)
+# The longest of them, longest first (about 4, 3.5, 2.5, 2, 1.5, 1 min): started first, so that the
+# two workers finish together. The rest follow in their usual order.
+LONGEST = ("tests/grader/test_pipeline_nbgrader.py", "tests/e2e/", "tests/grader/test_forkserver.py",
+           "tests/grader/test_hostile.py", "tests/grader/test_pipeline.py", "tests/grader/test_unprivileged.py")
 
 
 def _rel(item) -> str | None:
@@ -44,10 +49,16 @@ def pytest_xdist_make_scheduler(config, log):
             scope = super()._split_scope(nodeid)
             return next((folder for folder in SHARED if scope.startswith(folder)), scope)
 
+    config.option.loadscopereorder = False        # keep the order pytest_collection_modifyitems made
     return ByFileAndSharedFolder(config, log)
 
 
+def _rank(rel: str | None) -> int:
+    return next((i for i, prefix in enumerate(LONGEST) if rel and rel.startswith(prefix)), len(LONGEST))
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: _rank(_rel(item)))       # stable: each file keeps its own order
     slow = pytest.mark.slow
     for item in items:
         rel = _rel(item)

@@ -1,7 +1,6 @@
-"""End to end, in a throwaway course folder and gradebook, for every assignment: the solved notebook
-autogrades to full marks and the untouched release to zero, both with plain `nbgrader autograde`
-and with `python -m grader autograde`; and the untouched release, as nbgrader ran it, fails only
-with NotImplementedError (the exercises not done)."""
+"""`python -m grader autograde` end to end on every assignment, in a throwaway course folder and
+gradebook: the solved notebook gets full marks and the untouched release zero (sandboxed, in
+parallel). test_pipeline_nbgrader.py does the same with plain nbgrader."""
 from __future__ import annotations
 
 import csv
@@ -10,63 +9,10 @@ import sys
 
 import nbformat
 import pytest
-from nbgrader.api import Gradebook
 
-from grader import execute, submissions
-from grader.course import ROOT, assignments, nbgrader, tool_env
+from grader.course import ROOT, assignments, tool_env
 
-from .conftest import write_course
-
-STUDENTS = {"perfect": submissions.solved, "untouched": submissions.untouched}
-
-
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    """A course folder in which plain nbgrader autograded both students on every assignment."""
-    course = tmp_path_factory.mktemp("course")
-    write_course(course)
-    for assignment in assignments():
-        nbgrader("generate_assignment", assignment, "--force", config_dir=course)
-        for student, make in STUDENTS.items():
-            path = course / "submitted" / student / assignment / f"{assignment}.ipynb"
-            path.parent.mkdir(parents=True)
-            nbformat.write(make(assignment), path)
-        nbgrader("autograde", assignment, "--force", config_dir=course)
-    return course
-
-
-@pytest.fixture(scope="module")
-def gradebook(course):
-    with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
-        yield gb
-
-
-def _scores(gb: Gradebook, assignment: str, student: str) -> dict[str, tuple[float, float]]:
-    nb = gb.find_submission_notebook(assignment, assignment, student)
-    return {g.name: (g.score, g.max_score) for g in nb.grades}
-
-
-@pytest.mark.parametrize("assignment", assignments())
-def test_solution_gets_full_marks(gradebook, assignment):
-    scores = _scores(gradebook, assignment, "perfect")
-    assert scores, f"{assignment} has no graded cells"
-    lost = {cell: s for cell, s in scores.items() if s[0] != s[1]}
-    assert not lost, f"{assignment}: the solution loses points in {lost}"
-
-
-@pytest.mark.parametrize("assignment", assignments())
-def test_untouched_release_scores_zero(gradebook, assignment):
-    earned = {cell: s for cell, s in _scores(gradebook, assignment, "untouched").items() if s[0] != 0}
-    assert not earned, f"{assignment}: the untouched student version earns points in {earned}"
-
-
-@pytest.mark.parametrize("assignment", assignments())
-def test_untouched_release_fails_only_with_not_implemented(course, assignment):
-    """The student version as released runs to the end under nbgrader; every error is the
-    NotImplementedError of an exercise not done, and every graded test fails."""
-    nb = nbformat.read(course / "autograded" / "untouched" / assignment / f"{assignment}.ipynb", as_version=4)
-    problems = execute.untouched_problems(assignment, nb)
-    assert not problems, "\n".join(problems)
+from .test_pipeline_nbgrader import STUDENTS
 
 
 @pytest.fixture(scope="module")
