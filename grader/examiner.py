@@ -108,8 +108,7 @@ class Link:
         request = {"op": "call", "target": target, "args": [self.encode(a) for a in args],
                    "kwargs": [[self.encode(k), self.encode(v)] for k, v in kwargs.items()],
                    "params": [[n, wire.encode_tensor(p)] for n, p in params.items()],
-                   "rng": wire.encode_tensor(torch.get_rng_state()), "grad_enabled": torch.is_grad_enabled(),
-                   "graph": graph, "forbid": [[sorted(n), m] for n, m in forbid]}
+                   "graph": graph, **_state(forbid)}
         answer = self.ask(request, what)
         try:
             self._take_rng(answer.get("rng"), what)
@@ -135,14 +134,8 @@ class Link:
         which stop at the first exception. Calls with tensor arguments go one by one (`call`):
         in-place changes and autograd need a round trip each."""
         if any(wire.tensors([list(a), dict(k)]) for a, k in calls):
-            results, error = [], None
-            for args, kwargs in calls:
-                try:
-                    results.append(self.call(target, name, args, kwargs))
-                except Exception as err:  # noqa: BLE001 - raised again in its place, as convlab does
-                    error = err
-                    break
-            return _replay(results, [], error, self, name)
+            import convlab.checks
+            return convlab.checks.call_each(lambda *a, **k: self.call(target, name, a, k), calls)
         what = f"{name}(...)"
         forbid = _forbidden_now()
         if forbid:
@@ -152,9 +145,7 @@ class Link:
             chunk = calls[start:start + CALLS_PER_REQUEST]
             request = {"op": "call_each", "target": target,
                        "calls": [[[self.encode(a) for a in args], [[self.encode(k), self.encode(v)] for k, v in kwargs.items()]]
-                                 for args, kwargs in chunk],
-                       "rng": wire.encode_tensor(torch.get_rng_state()), "grad_enabled": torch.is_grad_enabled(),
-                       "forbid": [[sorted(n), m] for n, m in forbid]}
+                                 for args, kwargs in chunk], **_state(forbid)}
             answer = self.ask(request, what)
             got = answer.get("values")
             if not isinstance(got, list) or len(got) > len(chunk):
@@ -166,7 +157,7 @@ class Link:
                 break
             if len(got) != len(chunk):
                 raise StudentCodeError(f"{what} answered {len(got)} of a sweep of {len(chunk)} calls")
-        return _replay([], values, error, self, name)
+        return _replay(values, error, self, name)
 
     def encode(self, value):
         try:
@@ -235,15 +226,17 @@ class Link:
             todo.extend(calls)
 
 
-def _replay(results, encoded, error, link, name):
-    """The results of a sweep, then its error in its place: `results` are values, `encoded`
-    wire data decoded one by one (so a malformed answer fails where it occurs), `error` an
-    exception or the student agent's error answer."""
-    yield from results
+def _state(forbid):
+    """What travels with every call: the global RNG state, grad mode, the by-hand blocks."""
+    return {"rng": wire.encode_tensor(torch.get_rng_state()), "grad_enabled": torch.is_grad_enabled(),
+            "forbid": [[sorted(n), m] for n, m in forbid]}
+
+
+def _replay(encoded, error, link, name):
+    """The results of a sweep, decoded one by one (so a malformed answer fails where it occurs),
+    then the student agent's error answer, if any, as the exception in its place."""
     for data in encoded:
         yield link.decode(data, f"{name}(...)")
-    if isinstance(error, BaseException):
-        raise error
     if error is not None:
         raise _student_exception(error if isinstance(error, dict) else {}, f"{name}(...)")
 

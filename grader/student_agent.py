@@ -81,13 +81,8 @@ class Agent:
         leaves = wire.tensors([args, kwargs])
         before = [(t.detach().clone(), t.requires_grad) for t in leaves]
         params = self._set_params(fn, request.get("params") or [])
-        torch.set_rng_state(wire.decode(request["rng"]))
-        with contextlib.ExitStack() as stack:
-            for names, message in request.get("forbid") or []:
-                import convlab.checks
-                stack.enter_context(convlab.checks.forbid_torch_functions(set(names), message))
-            with torch.set_grad_enabled(bool(request.get("grad_enabled"))):
-                result = fn(*args, **kwargs)
+        with _as_asked(request):
+            result = fn(*args, **kwargs)
         if request.get("graph"):
             inputs = [t for t in leaves if t.requires_grad] + params
             self.graphs[request["id"]] = (inputs, wire.tensors(result))
@@ -103,21 +98,16 @@ class Agent:
         """A sweep of calls of one function (no tensor arguments): the encoded results up to the
         first exception, which is answered as `error` (the calls after it are not made)."""
         fn = self.objects[request["target"]]
-        torch.set_rng_state(wire.decode(request["rng"]))
         values, error = [], None
-        with contextlib.ExitStack() as stack:
-            for names, message in request.get("forbid") or []:
-                import convlab.checks
-                stack.enter_context(convlab.checks.forbid_torch_functions(set(names), message))
-            with torch.set_grad_enabled(bool(request.get("grad_enabled"))):
-                for args, kwargs in request["calls"]:
-                    args = wire.decode({"t": "list", "v": args}, self.deref)
-                    kwargs = wire.decode({"t": "dict", "v": kwargs}, self.deref)
-                    try:
-                        values.append(wire.encode(fn(*args, **kwargs), self.ref))
-                    except Exception as err:  # noqa: BLE001 - the examiner raises it in its place
-                        error = _error(err)
-                        break
+        with _as_asked(request):
+            for args, kwargs in request["calls"]:
+                args = wire.decode({"t": "list", "v": args}, self.deref)
+                kwargs = wire.decode({"t": "dict", "v": kwargs}, self.deref)
+                try:
+                    values.append(wire.encode(fn(*args, **kwargs), self.ref))
+                except Exception as err:  # noqa: BLE001 - the examiner raises it in its place
+                    error = _error(err)
+                    break
         return {"values": values, "error": error, "rng": wire.encode_tensor(torch.get_rng_state())}
 
     def _set_params(self, module, sent):
@@ -146,6 +136,19 @@ class Agent:
         got = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
                                   allow_unused=True, retain_graph=True)
         return {"value": wire.encode(list(got))}
+
+
+@contextlib.contextmanager
+def _as_asked(request):
+    """Run the student's code in the state the examiner sent: its RNG state, its grad mode, and
+    under its `forbid_torch_functions` blocks."""
+    torch.set_rng_state(wire.decode(request["rng"]))
+    with contextlib.ExitStack() as stack:
+        for names, message in request.get("forbid") or []:
+            import convlab.checks
+            stack.enter_context(convlab.checks.forbid_torch_functions(set(names), message))
+        with torch.set_grad_enabled(bool(request.get("grad_enabled"))):
+            yield
 
 
 def _error(err):
