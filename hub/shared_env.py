@@ -105,7 +105,11 @@ def main(argv: list[str]) -> int:
     if not (stamp.exists() and stamp.read_text() == current and runnable_by_others(hub_python())):
         build()
         if not runnable_by_others(hub_python()):
-            raise SystemExit(f"error: built {SHARED}, but another account still cannot run it")
+            closed = [str(p) for p in reversed(SHARED.parents) if p.is_dir() and not os.stat(p).st_mode & 0o001]
+            raise SystemExit(f"error: built {SHARED}, but another account still cannot run it"
+                             + (f": other accounts cannot enter {closed[0]} (mode {oct(os.stat(closed[0]).st_mode & 0o777)});"
+                                " clone the course where every account may pass (e.g. chmod o+x that folder)"
+                                if closed else ""))
         stamp.write_text(current)
     print(f"hub environment: {SHARED} (hard links to {VENV}; its base Python is private)")
     return 0
