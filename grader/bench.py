@@ -117,12 +117,12 @@ def _ours(args, tmp: Path, course: Path, label: str, fork_server: bool, nb_rate:
               "failed), so these figures understate the real cost")
     timings = [r["timings"] for r in results if r.get("timings")]
     if fork_server:
-        print("where our time goes (mean per submission; the imports were done once per worker, "
-              "when its fork server started, and are not in these figures):")
+        print("where our time goes (mean per submission; the imports are done once per fork server, "
+              "when it starts: the first submissions wait for that):")
     else:
         print("where our time goes (mean per submission, in a worker or a booting kernel; "
               "the spares boot while others are graded):")
-    for key, label in (("spawn", "fork" if fork_server else "sandbox spawn"), ("kernel_start", "kernel start"),
+    for key, label in (("server_wait", "waiting for a fork server"), ("spawn", "fork" if fork_server else "sandbox spawn"), ("kernel_start", "kernel start"),
                        ("imports", "warm preamble (imports)"),
                        ("examiner_start", "examiner start (in parallel)"),
                        ("setup", "files + agents"), ("student", "student kernel: its cells"),

@@ -70,7 +70,7 @@ def _nspid(pid: int) -> int | None:
 class ForkServer:
     """One sandbox running one zygote; forks one kernel at a time (not thread-safe: one worker)."""
 
-    def __init__(self, scratch: Path, *, limits: Limits) -> None:
+    def __init__(self, scratch: Path, *, limits: Limits, warm: tuple[str, ...] = ()) -> None:
         self.limits = limits
         self.workdir = Path(tempfile.mkdtemp(prefix="z", dir=scratch))   # shared IPC folder
         self.scratch = scratch
@@ -83,7 +83,8 @@ class ForkServer:
         cmd = sandbox.bwrap_prefix(self.workdir, uid=self.uid) + [str(PYTHON), "-c", ZYGOTE_SOURCE]
         log = (open(scratch / f"{self.workdir.name}.log", "wb") if os.environ.get("CONVLAB_GRADER_DEBUG")
                else subprocess.DEVNULL)
-        self.proc = subprocess.Popen(cmd, env=sandbox.kernel_env(), stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, env=sandbox.kernel_env({"CONVLAB_ZYGOTE_WARM": ",".join(warm)}),
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log,
                                      preexec_fn=lambda: sandbox._child_limits(limits),
                                      start_new_session=True)
@@ -126,7 +127,7 @@ class ForkServer:
 
     def _host_pid(self, ns_pid: int) -> psutil.Process:
         """The host process (a descendant of bubblewrap) whose pid in the sandbox is ns_pid."""
-        for p in psutil.Process(self.proc.pid).children(recursive=True):
+        for p in sandbox.descendants(self.proc.pid):
             if _nspid(p.pid) == ns_pid:
                 return p
         raise ForkServerDied(f"no process {ns_pid} in the sandbox")
@@ -202,13 +203,11 @@ class ForkedKernel(SandboxedKernel):
 
     def _tree(self) -> list[psutil.Process]:
         """Every process of the sandbox but the zygote (its ancestors are not its children)."""
-        try:
-            return self.server.zygote.children(recursive=True)
-        except psutil.Error:
-            try:
-                return [self.proc, *self.proc.children(recursive=True)]
-            except psutil.Error:
-                return []
+        if self.server.zygote.is_running():          # (is_running also catches a reused pid)
+            return sandbox.descendants(self.server.zygote.pid)
+        if self.proc.is_running():
+            return [self.proc, *sandbox.descendants(self.proc.pid)]
+        return []
 
     def kill(self, reason: str = "killed") -> None:
         if self.killed is None:
@@ -237,12 +236,13 @@ class ForkedKernel(SandboxedKernel):
 
 class ForkServerPool:
     """One fork server per worker. `acquire()` gives a ready kernel forked from a clean server;
-    `Kernel.stop()` gives the server back (cleaned, or replaced by a new one if cleaning fails)."""
+    `Kernel.stop()` gives the server back (cleaned, or replaced by a new one if cleaning fails).
+    `warm`: modules the zygotes import besides their own list (e.g. torch._dynamo)."""
 
-    def __init__(self, scratch: Path, *, workers: int, limits: Limits) -> None:
+    def __init__(self, scratch: Path, *, workers: int, limits: Limits, warm: tuple[str, ...] = ()) -> None:
         from concurrent.futures import ThreadPoolExecutor
         import queue
-        self.scratch, self.limits = scratch, limits
+        self.scratch, self.limits, self.warm = scratch, limits, warm
         self.free: "queue.Queue[ForkServer | None]" = queue.Queue()
         self.lock = threading.Lock()
         self.servers: set[ForkServer] = set()
@@ -253,7 +253,7 @@ class ForkServerPool:
             self._boot.submit(self._start_into_free)
 
     def _start(self) -> ForkServer:
-        server = ForkServer(self.scratch, limits=self.limits)
+        server = ForkServer(self.scratch, limits=self.limits, warm=self.warm)
         with self.lock:
             if self.closed:
                 server.close()
@@ -276,7 +276,9 @@ class ForkServerPool:
     def acquire(self):
         """A ready kernel (kernel.py's Kernel) on a clean fork server."""
         from .kernel import Kernel, KernelDied
-        server = self.free.get()
+        waited = time.monotonic()
+        server = self.free.get()            # at the start of a run: until a zygote has imported
+        waited = time.monotonic() - waited
         for attempt in range(2):
             try:
                 if server is None or not server.alive():
@@ -285,6 +287,7 @@ class ForkServerPool:
                     server = self._start()
                 t0 = time.monotonic()
                 k = Kernel.attach(server.fork(), t0)
+                k.timings["server_wait"] = waited
                 k.on_stop = lambda s=server: self._release(s)
                 k.ready()
                 return k

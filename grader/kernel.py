@@ -32,13 +32,14 @@ CELL_OUTPUT_CAP = 100_000        # characters of output kept per cell
 NOTEBOOK_OUTPUT_CAP = 500_000    # ... and per notebook
 FLOOD_LIMIT = 64 * 2**20         # bytes of output received before the grader stops the kernel
 TRUNCATED = "\n[... output truncated by the grader ...]\n"
+ALIVE_EVERY = 0.05               # seconds between two checks that the kernel process still lives
 
 WARM_PREAMBLE = """
 def _convlab_warm():
     import resource, warnings
     resource.setrlimit(resource.RLIMIT_NPROC, ({nproc}, {nproc}))
     warnings.filterwarnings("ignore", module="matplotlib")
-    import numpy, torch, torch.nn.functional, torch.testing, torch._dynamo, matplotlib
+    import numpy, torch, torch.nn.functional, torch.testing, matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot, convlab
 _convlab_warm(); del _convlab_warm
@@ -164,8 +165,11 @@ class Kernel:
         poller = zmq.Poller()
         for channel in channels:
             poller.register(channel.socket, zmq.POLLIN)
+        checked = 0.0
         while True:
-            self._check_alive()
+            if self.process.killed or time.monotonic() - checked >= ALIVE_EVERY:
+                self._check_alive()                 # (reads /proc: not for every message)
+                checked = time.monotonic()
             left = deadline - time.monotonic()
             if left <= 0:
                 if not kill:

@@ -143,11 +143,44 @@ def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
     return cmd
 
 
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every descendant of process `pid` (children first). Read from /proc/<pid>/task/*/children,
+    which costs a few reads per process; psutil's children(recursive=True) reads the stat file of
+    every process on the machine, and the monitor asks ten times a second per kernel."""
+    found, todo, seen = [], [pid], {pid}
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except FileNotFoundError:
+                if not os.path.exists("/proc/self/task/%d/children" % os.getpid()):
+                    return psutil.Process(pid).children(recursive=True)   # a kernel without the file
+                continue
+            except (OSError, ValueError):
+                continue
+            for kid in kids:
+                if kid in seen:
+                    continue
+                seen.add(kid)
+                try:
+                    found.append(psutil.Process(kid))
+                except psutil.Error:
+                    continue
+                todo.append(kid)
+    return found
+
+
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL a process and all its descendants, then reap it (for bubblewrap, its whole pid
     namespace dies with it)."""
     try:
-        procs = psutil.Process(proc.pid).children(recursive=True)
+        procs = descendants(proc.pid)
     except psutil.Error:
         procs = []
     for p in [proc, *procs]:
@@ -240,8 +273,7 @@ class SandboxedKernel:
     def interrupt(self) -> None:
         """SIGINT to the kernel itself (inside bubblewrap: the python process running ipykernel)."""
         try:
-            root = psutil.Process(self.proc.pid)
-            for p in [root, *root.children(recursive=True)]:
+            for p in [psutil.Process(self.proc.pid), *descendants(self.proc.pid)]:
                 if any("ipykernel" in part for part in p.cmdline()):
                     p.send_signal(signal.SIGINT)
         except psutil.Error:
@@ -255,8 +287,7 @@ class SandboxedKernel:
     def memory(self) -> int:
         """Memory of the whole process tree (see `tree_memory`)."""
         try:
-            root = psutil.Process(self.proc.pid)
-            return tree_memory([root, *root.children(recursive=True)], self.limits.memory)
+            return tree_memory([psutil.Process(self.proc.pid), *descendants(self.proc.pid)], self.limits.memory)
         except psutil.Error:
             return 0
 

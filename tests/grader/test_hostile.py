@@ -239,14 +239,20 @@ def serve(text):
     return previous[-2] if len(previous) > 1 else answer
 agent.serve = serve
 """
-# Run last: look everywhere in the student's process for the hidden tests' source.
+# Run last: look everywhere in the student's process for the hidden tests' source (the markers
+# are built at run time and kept out of the globals, so the search cannot find itself; unfreeze:
+# the fork server's zygote froze the objects every kernel inherits, hiding them from get_objects).
 LOOK_FOR_HIDDEN = """
-import gc, types
-markers = [m[::-1] for m in ("STSET NEDDIH NIGEB", ")4202(dees_launam")]    # built at run time
-texts = list(globals().get("In", [])) + [str(v) for v in list(globals().values())]
-texts += [c for f in gc.get_objects() if isinstance(getattr(f, "__code__", None), types.CodeType)
-          for c in f.__code__.co_consts if isinstance(c, str)]
-print("HIDDEN-SEEN" if any(m in t for t in texts for m in markers) else "hidden tests not here", len(texts))
+def _look():
+    import gc, types
+    gc.unfreeze()
+    markers = [m[::-1] for m in ("STSET NEDDIH NIGEB", ")4202(dees_launam")]
+    texts = list(globals().get("In", [])) + [str(v) for v in list(globals().values())]
+    functions = [f for f in gc.get_objects() if isinstance(f, types.FunctionType)]
+    texts += [c for f in functions for c in f.__code__.co_consts if isinstance(c, str)]
+    seen = any(m in t for t in texts for m in markers)
+    print("HIDDEN-SEEN" if seen else "hidden tests not here", len(functions) > 1000)
+_look()
 """
 # Correct numbers from PyTorch's convolution where the exercise is "by hand".
 BY_HAND_BYPASS = "def corr2d(X, K):\n    return F.conv2d(X[None, None].float(), K[None, None].float())[0, 0]\n"
@@ -455,7 +461,7 @@ def test_fork_bomb_is_bounded(graded):
 
 def test_hidden_tests_never_reach_the_student_kernel(graded):
     out = _outputs(graded[2], "look_for_hidden")
-    assert "hidden tests not here" in out, out[-2000:]
+    assert "hidden tests not here True" in out, out[-2000:]
 
 
 def test_huge_output_is_capped(graded):
