@@ -536,19 +536,7 @@ def _autograde(submissions: Path, opts: Options) -> list[dict]:
     for job in jobs:
         job.key = job_key(job, opts)
 
-    results: dict[tuple[str, str], dict] = {}
-    todo = []
-    for job in jobs:
-        path = result_path(opts.out, job)
-        if path.exists():
-            try:
-                cached = json.loads(path.read_text())
-                if cached.get("status") != "error":
-                    results[(job.student, job.assignment)] = cached
-                    continue
-            except ValueError:
-                pass
-        todo.append(job)
+    results, todo = _cached(jobs, opts)
 
     # the sandboxes boot (imports, seconds of CPU) while the submissions are read and checked
     to_run = sum(not j.status for j in todo)
@@ -581,6 +569,24 @@ def _autograde(submissions: Path, opts: Options) -> list[dict]:
     write_tables(opts.out, ordered)
     write_last_run(opts.out, jobs, ordered)
     return ordered
+
+
+def _cached(jobs: list[Job], opts: Options) -> tuple[dict, list[Job]]:
+    """The results an earlier run left for these very jobs (by key), and the jobs still to grade."""
+    results: dict[tuple[str, str], dict] = {}
+    todo = []
+    for job in jobs:
+        path = result_path(opts.out, job)
+        if path.exists():
+            try:
+                cached = json.loads(path.read_text())
+                if cached.get("status") != "error":
+                    results[(job.student, job.assignment)] = cached
+                    continue
+            except ValueError:
+                pass
+        todo.append(job)
+    return results, todo
 
 
 def _start_pools(opts: Options, needed: int, warm: tuple[str, ...]) -> tuple[Path, list]:

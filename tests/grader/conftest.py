@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.course import CONFIG, SOLUTIONS
+from grader.course import CONFIG, SOLUTIONS, nbgrader
 
 
 def write_course(course) -> None:
@@ -22,7 +22,10 @@ def write_course(course) -> None:
 
 @pytest.fixture(scope="session")
 def course_config(tmp_path_factory):
-    """The folder of a throwaway nbgrader_config.py (gradebook inside it)."""
+    """The folder of a throwaway nbgrader_config.py (gradebook inside it, which knows every
+    assignment: one nbgrader run for all, instead of one per assignment when a test first grades it)."""
     course = tmp_path_factory.mktemp("grader-course")
     write_course(course)
+    nbgrader("generate_assignment", "*", "--force", "--log-level=WARN",
+             f"--CourseDirectory.release_directory={course / 'generated'}", config_dir=course)
     return course

@@ -18,16 +18,17 @@ STUDENTS = {"perfect": submissions.solved, "untouched": submissions.untouched}
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    """A course folder in which plain nbgrader autograded both students on every assignment."""
+    """A course folder in which plain nbgrader autograded both students on every assignment
+    (one generate_assignment and one autograde for all of them: "*" is a pattern to nbgrader)."""
     course = tmp_path_factory.mktemp("course")
     write_course(course)
+    nbgrader("generate_assignment", "*", "--force", config_dir=course)
     for assignment in assignments():
-        nbgrader("generate_assignment", assignment, "--force", config_dir=course)
         for student, make in STUDENTS.items():
             path = course / "submitted" / student / assignment / f"{assignment}.ipynb"
             path.parent.mkdir(parents=True)
             nbformat.write(make(assignment), path)
-        nbgrader("autograde", assignment, "--force", config_dir=course)
+    nbgrader("autograde", "*", "--force", config_dir=course)
     return course
 
 
