@@ -19,7 +19,10 @@ TEST_WORKERS ?= 2
 
 STAMP := $(VENV)/.installed
 
-.PHONY: lab instructor-lab test test-fast release venv clean-venv grader-deps autograde lock hub hub-deps
+.PHONY: lab instructor-lab test test-fast release venv clean-venv system-deps grader-deps autograde lock hub hub-deps
+
+# Prerequisites two at a time (the venv's pip install beside apt); one target's recipe stays serial.
+MAKEFLAGS += --jobs=2
 
 # One line saying which Python is needed when the one found is too old (or newer than tested).
 PY_CHECK := from __future__ import print_function; import sys; v = sys.version_info[:2]; \
@@ -63,28 +66,31 @@ instructor-lab: $(STAMP)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/grader $(BIN)/jupyter lab --notebook-dir=. \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
+## Debian packages, installed as root in ONE apt run (two at once would fight over dpkg's lock),
+## beside the venv's pip install (`make test` builds its prerequisites two at a time): bubblewrap
+## for the autograder's sandbox; chromium and npm for the hub and its browser tests. Not root:
+## nothing is installed; grader-deps and hub-deps say what to run.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		pkgs="$$(command -v bwrap >/dev/null 2>&1 || echo bubblewrap) $$(command -v chromium >/dev/null 2>&1 || echo chromium) $$(command -v npm >/dev/null 2>&1 || echo npm)"; \
+		if [ -n "$$(echo $$pkgs)" ]; then \
+			apt-get install -y $$pkgs || { apt-get update && apt-get install -y $$pkgs; }; fi; fi
+
 ## The autograder's sandbox needs bubblewrap (Debian/Ubuntu package `bubblewrap`).
-grader-deps:
+grader-deps: system-deps
 	@command -v bwrap >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get install -y bubblewrap || { apt-get update && apt-get install -y bubblewrap; }; \
-		else \
-			echo "The autograder needs bubblewrap: run 'sudo apt-get install -y bubblewrap'" \
-			     "(or your distribution's equivalent), then 'make test' again." >&2; exit 1; \
-		fi; }
+		echo "The autograder needs bubblewrap: run 'sudo apt-get install -y bubblewrap'" \
+		     "(or your distribution's equivalent), then 'make test' again." >&2; exit 1; }
 
 ## The hub and its browser tests need Debian's chromium, configurable-http-proxy (npm, into
 ## .venv/node) and, where the venv's Python is private to root, .venv/hub (hub/shared_env.py).
 ## As root this installs them; otherwise it says what to run (the e2e tests then skip).
 CHP_VERSION := 5.3.0
-hub-deps: $(STAMP)
+hub-deps: $(STAMP) system-deps
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "note: the JupyterHub/browser tests (tests/e2e) need root: run 'sudo make hub-deps' and" \
 		     "'sudo make test' to include them; they are skipped now." >&2; exit 0; fi; \
 	set -e; \
-	pkgs="$$(command -v chromium >/dev/null 2>&1 || echo chromium) $$(command -v npm >/dev/null 2>&1 || echo npm)"; \
-	if [ -n "$$(echo $$pkgs)" ]; then \
-		apt-get install -y $$pkgs || { apt-get update && apt-get install -y $$pkgs; }; fi; \
 	test -x $(VENV)/node/bin/configurable-http-proxy || \
 		npm install --silent --no-fund --no-audit --prefix $(VENV)/node -g configurable-http-proxy@$(CHP_VERSION); \
 	$(BIN)/python hub/shared_env.py
