@@ -30,7 +30,8 @@ from .sandbox import Limits, SandboxedKernel, start_kernel
 MAX_MESSAGE = 8 * 2**20          # larger iopub/shell messages drop the connection (counted as flood)
 CELL_OUTPUT_CAP = 100_000        # characters of output kept per cell
 NOTEBOOK_OUTPUT_CAP = 500_000    # ... and per notebook
-FLOOD_LIMIT = 64 * 2**20         # bytes of output received before the grader stops the kernel
+FLOOD_LIMIT = 16 * 2**20         # bytes of output received before the grader stops the kernel
+                                 # (10x the largest lesson's outputs; a flood is stopped in seconds)
 TRUNCATED = "\n[... output truncated by the grader ...]\n"
 ALIVE_EVERY = 0.05               # seconds between two checks that the kernel process still lives
 
