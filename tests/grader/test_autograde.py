@@ -270,3 +270,11 @@ def test_the_grader_works_started_by_full_path_from_anywhere(tmp_path, course_co
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert db.is_file() and "1 invalid" in proc.stdout
+
+
+def test_fork_servers_import_torchdynamo_only_for_assignments_that_use_it():
+    """Check that zygote_warm asks for TorchDynamo where the lesson trains with torch.optim
+    (lesson 6) and not for lesson 1, which never imports it."""
+    assert autograde.zygote_warm(["06_small_cnn"]) == ("torch._dynamo",)
+    assert autograde.zygote_warm(["01_cross_correlation"]) == ()
+    assert autograde.zygote_warm(["01_cross_correlation", "06_small_cnn"]) == ("torch._dynamo",)

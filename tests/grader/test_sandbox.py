@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,23 @@ def test_sandbox_runs_python_without_network_and_course(tmp_path):
     cmd = sandbox.bwrap_prefix(tmp_path, uid=uid) + [str(sandbox.PYTHON), "-c", code]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.split()
     assert out == ["False", "True", "no", "net"]
+
+
+def test_descendants_finds_grandchildren_and_not_the_process_itself():
+    """Check that sandbox.descendants lists a process's children and their children, nothing else."""
+    proc = subprocess.Popen(["sh", "-c", "sleep 30 & sh -c 'sleep 31 & wait' & wait"])
+    try:
+        for _ in range(100):
+            found = {p.pid: p.cmdline() for p in sandbox.descendants(proc.pid)}
+            if sum(cmd[:1] == ["sleep"] for cmd in found.values()) == 2:
+                break
+            time.sleep(0.05)
+        assert proc.pid not in found
+        assert sorted(cmd for cmd in found.values() if cmd[:1] == ["sleep"]) == [["sleep", "30"], ["sleep", "31"]]
+        assert len(found) == 3, found          # the two sleeps and the inner sh
+    finally:
+        sandbox.kill_tree(proc)
+    assert sandbox.descendants(proc.pid) == []
 
 
 def test_kill_stops_the_whole_tree(tmp_path):
