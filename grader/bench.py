@@ -122,7 +122,8 @@ def _ours(args, tmp: Path, course: Path, label: str, fork_server: bool, nb_rate:
     else:
         print("where our time goes (mean per submission, in a worker or a booting kernel; "
               "the spares boot while others are graded):")
-    for key, label in (("server_wait", "waiting for a fork server"), ("spawn", "fork" if fork_server else "sandbox spawn"), ("kernel_start", "kernel start"),
+    for key, label in (("server_wait", "waiting for a fork server"),
+                       ("spawn", "fork" if fork_server else "sandbox spawn"), ("kernel_start", "kernel start"),
                        ("imports", "warm preamble (imports)"),
                        ("examiner_start", "examiner start (in parallel)"),
                        ("setup", "files + agents"), ("student", "student kernel: its cells"),

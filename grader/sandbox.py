@@ -144,9 +144,10 @@ def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
 
 
 def descendants(pid: int) -> list[psutil.Process]:
-    """Every descendant of process `pid` (children first). Read from /proc/<pid>/task/*/children,
-    which costs a few reads per process; psutil's children(recursive=True) reads the stat file of
-    every process on the machine, and the monitor asks ten times a second per kernel."""
+    """Every descendant of process `pid`, each listed after its parent. Read from
+    /proc/<pid>/task/*/children, which costs a few reads per process; psutil's
+    children(recursive=True) reads the stat file of every process on the machine, and the monitor
+    asks ten times a second per kernel."""
     found, todo, seen = [], [pid], {pid}
     while todo:
         parent = todo.pop()
