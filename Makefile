@@ -15,8 +15,7 @@ TEST_ENV := CONVLAB_FAKE_DATA=1
 # Extra pytest arguments for `make test` / `make test-fast`, e.g. PYTEST_ARGS="-k hostile -x".
 PYTEST_ARGS ?=
 # `make test` runs in this many pytest-xdist workers (by file; tests/conftest.py); 0: in this process.
-# Three on two cores: much of the suite waits on kernels, hubs and browsers (about 45 s faster than two).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 
 STAMP := $(VENV)/.installed
 

@@ -27,7 +27,8 @@ from nbformat.v4 import output_from_msg
 
 from .sandbox import Limits, SandboxedKernel, start_kernel
 
-MAX_MESSAGE = 8 * 2**20          # larger iopub/shell messages drop the connection (counted as flood)
+MAX_MESSAGE = 8 * 2**20          # larger iopub/shell messages drop the connection, and are NOT counted:
+                                 # a flood batched into such messages ends as `timeout`, not `crashed`
 CELL_OUTPUT_CAP = 100_000        # characters of output kept per cell
 NOTEBOOK_OUTPUT_CAP = 500_000    # ... and per notebook
 FLOOD_LIMIT = 16 * 2**20         # bytes of output received before the grader stops the kernel
