@@ -22,19 +22,21 @@ from pathlib import Path
 from typing import Callable
 
 import zmq
+import zmq.utils.monitor
 from jupyter_client.blocking.client import BlockingKernelClient
 from nbformat.v4 import output_from_msg
 
 from .sandbox import Limits, SandboxedKernel, start_kernel
 
-MAX_MESSAGE = 8 * 2**20          # larger iopub/shell messages drop the connection, and are NOT counted:
-                                 # a flood batched into such messages ends as `timeout`, not `crashed`
+MAX_MESSAGE = 8 * 2**20          # a larger iopub/shell message drops the connection: the grader sees
+                                 # the disconnect (a socket monitor) and stops the kernel as a flood
 CELL_OUTPUT_CAP = 100_000        # characters of output kept per cell
 NOTEBOOK_OUTPUT_CAP = 500_000    # ... and per notebook
 FLOOD_LIMIT = 16 * 2**20         # bytes of output received before the grader stops the kernel
                                  # (10x the largest lesson's outputs; a flood is stopped in seconds)
 TRUNCATED = "\n[... output truncated by the grader ...]\n"
 ALIVE_EVERY = 0.05               # seconds between two checks that the kernel process still lives
+EXIT_GRACE = 0.3                 # after a disconnect: seconds to wait for an exit (a crash, not a flood)
 
 WARM_PREAMBLE = """
 def _convlab_warm():
@@ -81,6 +83,8 @@ class Kernel:
     process: SandboxedKernel
     client: BlockingKernelClient
     timings: dict = field(default_factory=dict)
+    monitors: list = field(default_factory=list)   # socket monitors: a dropped connection means
+                                                   # an oversized message (or an exit)
     on_stop: Callable[[], None] | None = None     # e.g. give a fork server back to its pool
 
     @classmethod
@@ -98,7 +102,9 @@ class Kernel:
         client = BlockingKernelClient(context=ctx)
         client.load_connection_info(proc.connection)
         client.start_channels(hb=False)
-        k = cls(proc, client)
+        monitors = [channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+                    for channel in (client.shell_channel, client.iopub_channel)]
+        k = cls(proc, client, monitors=monitors)
         k.timings["spawn"] = time.monotonic() - t0      # bubblewrap started, or kernel forked
         return k
 
@@ -167,6 +173,8 @@ class Kernel:
         poller = zmq.Poller()
         for channel in channels:
             poller.register(channel.socket, zmq.POLLIN)
+        for monitor in self.monitors:
+            poller.register(monitor, zmq.POLLIN)
         checked = 0.0
         while True:
             if self.process.killed or time.monotonic() - checked >= ALIVE_EVERY:
@@ -179,6 +187,8 @@ class Kernel:
                 self.process.kill("timeout")
                 raise KernelDied("timeout")
             ready = dict(poller.poll(int(min(0.05, left) * 1000) + 1))
+            if any(monitor in ready for monitor in self.monitors):
+                self._disconnected(ready)
             for channel in channels:
                 if channel.socket in ready:
                     try:
@@ -188,6 +198,25 @@ class Kernel:
                         # process writing to an inherited socket): ignored, like any
                         # unauthenticated message
                         continue
+
+    def _disconnected(self, ready: dict) -> None:
+        """A monitor fired. A connection that drops while the kernel lives means it sent a message
+        over MAX_MESSAGE (a flood batched into huge messages, or a forged huge reply): kill it.
+        A kernel that exits drops its connections too: that is a crash, not a flood."""
+        dropped = False
+        for monitor in self.monitors:
+            if monitor in ready:
+                event = zmq.utils.monitor.recv_monitor_message(monitor, zmq.NOBLOCK)
+                dropped |= event["event"] == zmq.EVENT_DISCONNECTED
+        if not dropped:
+            return
+        until = time.monotonic() + EXIT_GRACE
+        while time.monotonic() < until:
+            self._check_alive()
+            time.sleep(0.02)
+        self.process.kill("flood")
+        raise KernelDied("flood", f"its connection dropped while it ran (a message over "
+                                    f"{MAX_MESSAGE // 2**20} MB, e.g. from a print flood)")
 
     def run(self, code: str, *, deadline: float, user_expressions: dict | None = None,
             silent: bool = False, budget: OutputBudget | None = None,
@@ -281,6 +310,8 @@ class Kernel:
         """Kill the sandbox outright (no graceful shutdown) and close the sockets."""
         self.process.cleanup()
         try:
+            for monitor in self.monitors:
+                monitor.close(linger=0)
             self.client.stop_channels()
             self.client.context.destroy(linger=0)
         except Exception:
