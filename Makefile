@@ -15,7 +15,8 @@ TEST_ENV := CONVLAB_FAKE_DATA=1
 # Extra pytest arguments for `make test` / `make test-fast`, e.g. PYTEST_ARGS="-k hostile -x".
 PYTEST_ARGS ?=
 # `make test` runs in this many pytest-xdist workers (by file; tests/conftest.py); 0: in this process.
-TEST_WORKERS ?= 2
+# 3 on 2 cores: the suite mostly waits on kernels, hubs and browsers.
+TEST_WORKERS ?= 3
 
 STAMP := $(VENV)/.installed
 

@@ -23,13 +23,13 @@ SLOW = [
 ]
 
 
-# With pytest-xdist (`make test` uses 2 workers: TEST_WORKERS), each file's tests run in one worker (its module
+# With pytest-xdist (`make test` uses 3 workers: TEST_WORKERS), each file's tests run in one worker (its module
 # fixtures are built once) and these folders' tests in one worker (their session fixtures, e.g. the
 # one JupyterHub of tests/e2e, are built once). xdist_group marks cannot do this: pytest-xdist 3.8
 # does not apply them with pytest 9.
 SHARED = ("tests/e2e/",)
 # The longest of them, longest first (about 4, 3.5, 2.5, 2, 1.5, 1 min): started first, so that the
-# two workers finish together. The rest follow in their usual order.
+# workers finish together. The rest follow in their usual order.
 LONGEST = ("tests/grader/test_pipeline_nbgrader.py", "tests/e2e/", "tests/grader/test_forkserver.py",
            "tests/grader/test_hostile.py", "tests/grader/test_pipeline.py", "tests/grader/test_unprivileged.py")
 
