@@ -60,7 +60,7 @@ def show_corr2d(corr2d: Corr2d, X: torch.Tensor, K: torch.Tensor, step: tuple[in
     if not (0 <= i < Y.shape[0] and 0 <= j < Y.shape[1]):
         raise ValueError(f"step {step} is outside the output of shape {tuple(Y.shape)}")
     fig, axes = _corr2d_figure(X, K)
-    _draw_corr2d_step(axes, X, K, Y, i, j)
+    _corr2d_stepper(fig, axes, X, K, Y)(i, j)
     return _show(fig)
 
 
@@ -91,17 +91,7 @@ def animate_corr2d(
         (i, j) for i in range(Y.shape[0]) for j in range(Y.shape[1])
     ]
     fig, axes = _corr2d_figure(X, K)
-
-    def draw(frame: int):
-        for ax in axes:
-            ax.clear()
-        _draw_corr2d_step(axes, X, K, Y, *positions[frame])
-        return []
-
-    anim = animation.FuncAnimation(fig, draw, frames=len(positions), interval=interval)
-    html = anim.to_jshtml(default_mode="once")
-    plt.close(fig)
-    return _show(HTML(html))
+    return _show(HTML(_animate(fig, _corr2d_stepper(fig, axes, X, K, Y), positions, interval)))
 
 
 def show_heatmaps(
@@ -361,40 +351,64 @@ def _fmt(v: float) -> str:
     return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
 
 
-def _grid(ax, M: torch.Tensor, title: str, shown: torch.Tensor | None = None, color="#dfe8f5"):
+def _grid(ax, M: torch.Tensor, title: str, color="#dfe8f5") -> list[tuple[Rectangle, plt.Text]]:
+    """Draw M as a grid of numbered cells, once; return its cells (row-major) to update later."""
     h, w = M.shape
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
+    cells = []
     for r in range(h):
         for c in range(w):
-            visible = shown is None or bool(shown[r, c])
-            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=color if visible else "white",
-                                   edgecolor="#555555", linewidth=1))
-            if visible:
-                ax.text(c, r, _fmt(float(M[r, c])), ha="center", va="center", fontsize=11)
+            cell = ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=color, edgecolor="#555555",
+                                          linewidth=1))
+            cells.append((cell, ax.text(c, r, _fmt(float(M[r, c])), ha="center", va="center", fontsize=11)))
     ax.set_title(title, fontsize=11)
+    return cells
 
 
-def _draw_corr2d_step(axes, X, K, Y, i: int, j: int) -> None:
+def _fill_up_to(cells: list, n: int, color: str) -> None:
+    """Show the first n cells of a grid (the output computed so far); blank the rest."""
+    for k, (cell, label) in enumerate(cells):
+        cell.set_facecolor(color if k < n else "white")
+        label.set_visible(k < n)
+
+
+def _marker(ax, xy: tuple[float, float], w: float, h: float) -> Rectangle:
+    return ax.add_patch(Rectangle(xy, w, h, fill=False, edgecolor="#d62728", linewidth=3))
+
+
+def _animate(fig, step: Callable[[int, int], None], positions: list, interval: int) -> str:
+    """The HTML (with play controls) of `step(i, j)` at each position: the artists are drawn once
+    and only moved or relabelled per frame, so a frame costs little more than its PNG."""
+    anim = animation.FuncAnimation(fig, lambda frame: step(*positions[frame]) or [], frames=len(positions),
+                                   init_func=lambda: [], interval=interval)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return html
+
+
+def _corr2d_stepper(fig, axes, X, K, Y) -> Callable[[int, int], None]:
+    """Draw X, K and Y once; return step(i, j), which shows the window at output (i, j)."""
     kh, kw = K.shape
-    shown = torch.zeros(Y.shape, dtype=torch.bool)
-    shown.view(-1)[: i * Y.shape[1] + j + 1] = True
     _grid(axes[0], X, "input X")
-    axes[0].add_patch(Rectangle((j - 0.5, i - 0.5), kw, kh, fill=False, edgecolor="#d62728",
-                                linewidth=3))
     _grid(axes[1], K, "kernel K", color="#fde2c8")
-    _grid(axes[2], Y, "output Y", shown=shown, color="#d5efd5")
-    axes[2].add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728",
-                                linewidth=3))
-    terms = [f"{_fmt(float(X[i + a, j + b]))}×{_fmt(float(K[a, b]))}"
-             for a in range(kh) for b in range(kw)]
-    if len(terms) > 6:
-        terms = terms[:3] + ["…"] + terms[-2:]
-    axes[0].figure.suptitle(f"Y[{i}, {j}] = " + " + ".join(terms) + f" = {_fmt(float(Y[i, j]))}",
-                            fontsize=12)
+    out = _grid(axes[2], Y, "output Y", color="#d5efd5")
+    window, current = _marker(axes[0], (-0.5, -0.5), kw, kh), _marker(axes[2], (-0.5, -0.5), 1, 1)
+    title = fig.suptitle("", fontsize=12)
+
+    def step(i: int, j: int) -> None:
+        _fill_up_to(out, i * Y.shape[1] + j + 1, "#d5efd5")
+        window.set_xy((j - 0.5, i - 0.5))
+        current.set_xy((j - 0.5, i - 0.5))
+        terms = [f"{_fmt(float(X[i + a, j + b]))}×{_fmt(float(K[a, b]))}"
+                 for a in range(kh) for b in range(kw)]
+        if len(terms) > 6:
+            terms = terms[:3] + ["…"] + terms[-2:]
+        title.set_text(f"Y[{i}, {j}] = " + " + ".join(terms) + f" = {_fmt(float(Y[i, j]))}")
+    return step
 
 
 # --- pooling: the same sliding window, with a maximum instead of weights (lesson 5) -----------------
@@ -434,29 +448,28 @@ def animate_pool2d(
     positions = list(steps) if steps is not None else [(i, j) for i in range(want[0]) for j in range(want[1])]
     fig, axes = plt.subplots(1, 2, figsize=(1.0 + 0.55 * (X.shape[1] + want[1]) + 1.5, 0.6 * X.shape[0] + 1.3),
                              gridspec_kw={"width_ratios": [X.shape[1], want[1]]})
+    return _show(HTML(_animate(fig, _pool2d_stepper(fig, axes, X, Y, k, s), positions, interval)))
 
-    def draw(frame: int):
-        for ax in axes:
-            ax.clear()
-        i, j = positions[frame]
-        shown = torch.zeros(Y.shape, dtype=torch.bool)
-        shown.view(-1)[: i * Y.shape[1] + j + 1] = True
-        _grid(axes[0], X, "input X")
-        _grid(axes[1], Y, "output Y", shown=shown, color="#d5efd5")
+
+def _pool2d_stepper(fig, axes, X, Y, k: int, s: int) -> Callable[[int, int], None]:
+    """Draw X and Y once; return step(i, j), which shows window (i, j) and circles its maximum."""
+    _grid(axes[0], X, "input X")
+    out = _grid(axes[1], Y, "output Y", color="#d5efd5")
+    window, current = _marker(axes[0], (-0.5, -0.5), k, k), _marker(axes[1], (-0.5, -0.5), 1, 1)
+    winner = axes[0].add_patch(plt.Circle((0, 0), 0.42, fill=False, edgecolor="#d62728", linewidth=2))
+    title = fig.suptitle("", fontsize=12)
+
+    def step(i: int, j: int) -> None:
+        _fill_up_to(out, i * Y.shape[1] + j + 1, "#d5efd5")
         r0, c0 = i * s, j * s
-        window = X[r0:r0 + k, c0:c0 + k]
-        axes[0].add_patch(Rectangle((c0 - 0.5, r0 - 0.5), k, k, fill=False, edgecolor="#d62728", linewidth=3))
-        a, b = divmod(int(window.argmax()), k)
-        axes[0].add_patch(plt.Circle((c0 + b, r0 + a), 0.42, fill=False, edgecolor="#d62728", linewidth=2))
-        axes[1].add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d62728", linewidth=3))
-        values = ", ".join(_fmt(float(v)) for v in window.reshape(-1))
-        fig.suptitle(f"Y[{i}, {j}] = max({values}) = {_fmt(float(Y[i, j]))}", fontsize=12)
-        return []
-
-    anim = animation.FuncAnimation(fig, draw, frames=len(positions), interval=interval)
-    html = anim.to_jshtml(default_mode="once")
-    plt.close(fig)
-    return _show(HTML(html))
+        values = X[r0:r0 + k, c0:c0 + k]
+        a, b = divmod(int(values.argmax()), k)
+        window.set_xy((c0 - 0.5, r0 - 0.5))
+        winner.set_center((c0 + b, r0 + a))
+        current.set_xy((j - 0.5, i - 0.5))
+        shown = ", ".join(_fmt(float(v)) for v in values.reshape(-1))
+        title.set_text(f"Y[{i}, {j}] = max({shown}) = {_fmt(float(Y[i, j]))}")
+    return step
 
 
 # --- padding, stride, dilation: which input cells each output sees (lessons 4 and 5) ---------------

@@ -33,7 +33,7 @@ def test_static_step_shows_the_arithmetic_of_that_entry():
     fig = show_corr2d(reference_corr2d, X, K, step=(0, 1))
     assert fig._suptitle.get_text() == "Y[0, 1] = 1×0 + 2×1 + 4×2 + 5×3 = 25"
     assert [ax.get_title() for ax in fig.axes] == ["input X", "kernel K", "output Y"]
-    texts = [t.get_text() for t in fig.axes[2].texts]
+    texts = [t.get_text() for t in fig.axes[2].texts if t.get_visible()]
     assert texts == ["19", "25"], "only the entries computed so far are shown"
 
 
