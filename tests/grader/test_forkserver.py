@@ -97,9 +97,7 @@ def one_worker(tmp_path_factory, course_config):
         nbformat.write(nb, path)
     opts = autograde.Options(workers=1, timeout=30, out=tmp / "out", config_dir=course_config,
                              progress=False)
-    t = time.monotonic()
     results = {r["student_id"]: r for r in autograde.autograde(tmp / "subs", opts)}
-    assert time.monotonic() - t < 300
     return results, tmp
 
 
