@@ -11,7 +11,8 @@ Modules: course (paths and the nbgrader command line), release, execute, submiss
 submissions), autograde (orchestration, gradebook, grades.csv), integrity (test cells vs the
 release, nbgrader's sanitizing), monkeypatch (static scan for patching), forkserver and zygote
 (long-lived sandboxes forking kernels), sandbox (bubblewrap, limits), kernel (the Jupyter
-protocol), examination (one submission: the student kernel and the examiner, the relay of proxy
-calls), examiner (trusted, inside the examiner kernel: proxies and verdicts), student_agent
+protocol, and the examiner shell's), examination (one submission: the student kernel and the
+examiner, the relay of proxy calls), examiner_shell (the examiner's process: an IPython shell on a
+socket, no Jupyter kernel), examiner (trusted, inside it: proxies and verdicts), student_agent
 (inside the student kernel: serves the proxies), wire (the data that crosses), feedback, bench.
 """

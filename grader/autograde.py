@@ -74,7 +74,7 @@ from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_
 from . import monkeypatch
 from .examination import CALL_TIMEOUT, Examination, is_instructor
 from .forkserver import ForkServerPool
-from .kernel import Kernel, KernelDied
+from .kernel import Kernel, KernelDied, Shell
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
 STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing", "error")
@@ -294,8 +294,8 @@ class KernelPool:
     """Kernels started and warmed up ahead of time: `spares` boots in flight at most, and never
     more than the jobs that still need one."""
 
-    def __init__(self, scratch: Path, opts: Options, needed: int) -> None:
-        self.scratch, self.opts = scratch, opts
+    def __init__(self, scratch: Path, opts: Options, needed: int, kind: type = Kernel) -> None:
+        self.scratch, self.opts, self.kind = scratch, opts, kind
         self.limits = Limits(memory=opts.memory)
         self.spares = opts.workers
         self.remaining = needed
@@ -305,7 +305,7 @@ class KernelPool:
         self._top_up()
 
     def _start(self) -> Kernel:
-        k = Kernel.start(self.scratch, sandbox=self.opts.sandbox, limits=self.limits)
+        k = self.kind.start(self.scratch, sandbox=self.opts.sandbox, limits=self.limits)
         k.ready()
         return k
 
@@ -590,13 +590,14 @@ def _cached(jobs: list[Job], opts: Options) -> tuple[dict, list[Job]]:
 
 
 def _start_pools(opts: Options, needed: int, warm: tuple[str, ...]) -> tuple[Path, list]:
-    """A scratch folder and the two sources of kernels: one for student kernels, one for examiners."""
+    """A scratch folder and the two sources of kernels: one for student kernels (Jupyter kernels),
+    one for examiners (IPython shells, grader/examiner_shell.py)."""
     scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-"))
     os.chmod(scratch, 0o711)
     if opts.sandbox and opts.fork_server:
         return scratch, [ForkServerPool(scratch, workers=opts.workers, limits=Limits(memory=opts.memory),
-                                        warm=warm) for _ in ("student", "examiner")]
-    return scratch, [KernelPool(scratch, opts, needed) for _ in ("student", "examiner")]
+                                        warm=warm, kind=kind) for kind in (Kernel, Shell)]
+    return scratch, [KernelPool(scratch, opts, needed, kind) for kind in (Kernel, Shell)]
 
 
 def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]):

@@ -1,8 +1,9 @@
-"""Trusted code that runs INSIDE the examiner kernel (its source is sent by grader/examination.py):
+"""Trusted code that runs INSIDE the examiner (its source is sent by grader/examination.py):
 the proxies through which the instructor's test cells reach the student's code.
 
-The examiner is a second kernel per submission, in its own sandbox (another pid namespace and,
-as root, another uid than the student kernel's), in which no student code ever runs: it executes
+The examiner is a second process per submission (an IPython shell, grader/examiner_shell.py), in
+its own sandbox (another pid namespace and, as root, another uid than the student kernel's), in
+which no student code ever runs: it executes
 the release's read-only and test cells, computes the reference answers and the verdicts. Each
 name that the instructor's cells use but do not define (`corr2d`, `Conv2D`, `train_kernel`) is
 bound, before every instructor cell, to what the student kernel has under that name:
@@ -55,13 +56,13 @@ class StudentCodeError(Exception):
 class Link:
     """The examiner's end of the proxy protocol (requests go through the grader)."""
 
-    def __init__(self, kernel, sources):
-        self.kernel, self.sources = kernel, sources
+    def __init__(self, raw_input, sources):
+        self.raw_input, self.sources = raw_input, sources
         self.index = None
 
     def ask(self, request, what):
         request["id"] = secrets.token_hex(8)
-        outer = json.loads(self.kernel.raw_input(wire.dumps(request)))
+        outer = json.loads(self.raw_input(wire.dumps(request)))
         if outer.get("from") == "grader":
             raise StudentCodeError(f"{what}: {outer.get('message', 'no answer')}")
         try:
@@ -406,7 +407,8 @@ class Examiner:
 
     def __init__(self, shell, imports, wanted, sources):
         self.shell, self.wanted, self.bound = shell, list(wanted), set()
-        self.link = Link(shell.kernel, sources)
+        # input(): the examiner's shell (grader/examiner_shell.py) sends it to the grader
+        self.link = Link(__import__("builtins").input, sources)
         shell.run_line_magic("xmode", "Plain")       # a test's traceback: no slow context rendering
         import importlib
         for alias, (module, attr) in imports.items():

@@ -33,6 +33,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -43,6 +44,7 @@ import psutil
 from jupyter_client.connect import write_connection_file
 
 from . import sandbox
+from .kernel import Kernel, KernelDied, Shell
 from .sandbox import KERNEL_DIR, PYTHON, Limits, SandboxedKernel, SandboxUnavailable
 
 ZYGOTE_SOURCE = (Path(__file__).parent / "zygote.py").read_text()
@@ -70,7 +72,7 @@ def _nspid(pid: int) -> int | None:
 class ForkServer:
     """One sandbox running one zygote; forks one kernel at a time (not thread-safe: one worker)."""
 
-    def __init__(self, scratch: Path, *, limits: Limits, warm: tuple[str, ...] = ()) -> None:
+    def __init__(self, scratch: Path, *, limits: Limits, warm: tuple[str, ...] = (), shell: bool = False) -> None:
         self.limits = limits
         self.workdir = Path(tempfile.mkdtemp(prefix="z", dir=scratch))   # shared IPC folder
         self.scratch = scratch
@@ -80,10 +82,14 @@ class ForkServer:
         os.chmod(self.workdir, 0o700)
         self.forks = 0
         self.kernel: ForkedKernel | None = None
-        cmd = sandbox.bwrap_prefix(self.workdir, uid=self.uid) + [str(PYTHON), "-c", ZYGOTE_SOURCE]
         log = (open(scratch / f"{self.workdir.name}.log", "wb") if os.environ.get("CONVLAB_GRADER_DEBUG")
                else subprocess.DEVNULL)
-        self.proc = subprocess.Popen(cmd, env=sandbox.kernel_env({"CONVLAB_ZYGOTE_WARM": ",".join(warm)}),
+        env = {"CONVLAB_ZYGOTE_WARM": ",".join(warm)}
+        if shell:                            # it forks examiners: grader/examiner_shell.py
+            env["CONVLAB_SHELL_SOURCE"] = sandbox.SHELL_SOURCE
+        env = sandbox.kernel_env(env)        # (bubblewrap clears the rest: passed with --setenv)
+        cmd = sandbox.bwrap_prefix(self.workdir, uid=self.uid, env=env) + [str(PYTHON), "-c", ZYGOTE_SOURCE]
+        self.proc = subprocess.Popen(cmd, env=env,
                                      stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log,
                                      preexec_fn=lambda: sandbox._child_limits(limits),
@@ -157,6 +163,23 @@ class ForkServer:
                                    server=self)
         sandbox._MONITOR.watch(self.kernel)
         return self.kernel
+
+    def fork_shell(self) -> tuple["ForkedKernel", "socket.socket"]:
+        """Have the zygote fork an examiner's shell (grader/examiner_shell.py) that connects to a
+        new socket in the shared folder; the process and the listening socket."""
+        self.forks += 1
+        n = self.forks
+        listener = sandbox.listen(self.workdir / f"x{n}.sock")
+        try:
+            answer = self._ask(FORK_TIMEOUT, op="fork", shell=f"{KERNEL_DIR}/x{n}.sock")
+            if not answer.get("ok"):
+                raise ForkServerDied(f"the zygote refused to fork: {answer}")
+            self.kernel = ForkedKernel(self._host_pid(answer["pid"]), self.workdir, {}, self.limits, server=self)
+        except BaseException:
+            listener.close()
+            raise
+        sandbox._MONITOR.watch(self.kernel)
+        return self.kernel, listener
 
     def reset(self) -> None:
         """Make the sandbox as clean as a new one, or raise ForkServerDied."""
@@ -237,12 +260,14 @@ class ForkedKernel(SandboxedKernel):
 class ForkServerPool:
     """One fork server per worker. `acquire()` gives a ready kernel forked from a clean server;
     `Kernel.stop()` gives the server back (cleaned, or replaced by a new one if cleaning fails).
-    `warm`: modules the zygotes import besides their own list (e.g. torch._dynamo)."""
+    `warm`: modules the zygotes import besides their own list (e.g. torch._dynamo); `kind`: what
+    they fork, Jupyter kernels (`Kernel`, the students') or the examiner's shells (`Shell`)."""
 
-    def __init__(self, scratch: Path, *, workers: int, limits: Limits, warm: tuple[str, ...] = ()) -> None:
+    def __init__(self, scratch: Path, *, workers: int, limits: Limits, warm: tuple[str, ...] = (),
+                 kind: type = Kernel) -> None:
         from concurrent.futures import ThreadPoolExecutor
         import queue
-        self.scratch, self.limits, self.warm = scratch, limits, warm
+        self.scratch, self.limits, self.warm, self.kind = scratch, limits, warm, kind
         self.free: "queue.Queue[ForkServer | None]" = queue.Queue()
         self.lock = threading.Lock()
         self.servers: set[ForkServer] = set()
@@ -253,7 +278,7 @@ class ForkServerPool:
             self._boot.submit(self._start_into_free)
 
     def _start(self) -> ForkServer:
-        server = ForkServer(self.scratch, limits=self.limits, warm=self.warm)
+        server = ForkServer(self.scratch, limits=self.limits, warm=self.warm, shell=self.kind is Shell)
         with self.lock:
             if self.closed:
                 server.close()
@@ -275,7 +300,6 @@ class ForkServerPool:
 
     def acquire(self):
         """A ready kernel (kernel.py's Kernel) on a clean fork server."""
-        from .kernel import Kernel, KernelDied
         waited = time.monotonic()
         server = self.free.get()            # at the start of a run: until a zygote has imported
         waited = time.monotonic() - waited
@@ -286,7 +310,8 @@ class ForkServerPool:
                         self._discard(server)
                     server = self._start()
                 t0 = time.monotonic()
-                k = Kernel.attach(server.fork(), t0)
+                k = (Shell.attach(*server.fork_shell(), t0) if self.kind is Shell
+                     else self.kind.attach(server.fork(), t0))
                 k.timings["server_wait"] = waited
                 k.on_stop = lambda s=server: self._release(s)
                 k.ready()

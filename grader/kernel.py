@@ -1,4 +1,5 @@
 """Talk to one sandboxed kernel: boot it with a trusted preamble, run cells, collect capped outputs.
+(`Kernel`: a Jupyter kernel, the student's; `Shell`: the examiner's IPython shell, same interface.)
 
 No nbclient/nbgrader app per notebook: the grader speaks the Jupyter protocol itself (a
 jupyter_client BlockingKernelClient over IPC sockets), so it can
@@ -15,7 +16,12 @@ jupyter_client BlockingKernelClient over IPC sockets), so it can
 """
 from __future__ import annotations
 
+import json
+import os
 import queue
+import select
+import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +32,7 @@ import zmq.utils.monitor
 from jupyter_client.blocking.client import BlockingKernelClient
 from nbformat.v4 import output_from_msg
 
-from .sandbox import Limits, SandboxedKernel, start_kernel
+from .sandbox import Limits, SandboxedKernel, descendants, start_kernel, start_shell
 
 MAX_MESSAGE = 8 * 2**20          # a larger iopub/shell message drops the connection: the grader sees
                                  # the disconnect (a socket monitor) and stops the kernel as a flood
@@ -77,8 +83,50 @@ class OutputBudget:
     received: int = 0
 
 
+class _Collecting:
+    """Output caps and the flood limit, shared by Kernel and Shell (`self.process` is theirs)."""
+    process: SandboxedKernel
+
+    def _collect(self, msg: dict, outputs: list, kept: list, budget: OutputBudget) -> None:
+        """Keep one output message (capped per cell and per notebook; errors always kept)."""
+        mtype, content = msg["msg_type"], msg["content"]
+        if mtype == "clear_output":
+            outputs.clear()
+            return
+        if mtype not in ("stream", "display_data", "execute_result", "error"):
+            return
+        size = len(str(content))
+        self._count(budget, size)
+        room = min(CELL_OUTPUT_CAP - kept[0], budget.notebook_left)
+        if room <= 0:
+            if not (outputs and outputs[-1].get("text") == TRUNCATED):
+                outputs.append(_truncation_note())
+            if mtype == "error":                   # errors are always kept (they grade)
+                outputs.append(_small_error(content))
+            return
+        out = output_from_msg(msg)
+        if size > room:
+            out = _truncate(out, room)
+        kept[0] += min(size, room)
+        budget.notebook_left -= min(size, room)
+        outputs.append(out)
+
+    def _count(self, budget: OutputBudget, size: int) -> None:
+        budget.received += size
+        if budget.received > FLOOD_LIMIT:
+            self.process.kill("flood")
+            raise KernelDied("flood", f"more than {FLOOD_LIMIT // 2**20} MB of output")
+
+    def _check_alive(self) -> None:
+        p = self.process
+        if p.killed:
+            raise KernelDied(p.killed)
+        if not p.alive():
+            raise KernelDied("crashed", f"the kernel exited (code {p.exit_code()})")
+
+
 @dataclass
-class Kernel:
+class Kernel(_Collecting):
     """A started kernel plus its client. `ready()` must succeed before `run()`."""
     process: SandboxedKernel
     client: BlockingKernelClient
@@ -159,13 +207,6 @@ class Kernel:
                 self.client.iopub_channel.get_msg(timeout=0)
             except queue.Empty:
                 return
-
-    def _check_alive(self) -> None:
-        p = self.process
-        if p.killed:
-            raise KernelDied(p.killed)
-        if not p.alive():
-            raise KernelDied("crashed", f"the kernel exited (code {p.exit_code()})")
 
     def _next(self, channels: list, deadline: float, kill: bool = True):
         """(channel, message): the next message on any of `channels`. At the deadline the kernel
@@ -253,36 +294,6 @@ class Kernel:
                      ename=content.get("ename", ""), evalue=content.get("evalue", ""),
                      execution_count=content.get("execution_count"))
 
-    def _collect(self, msg: dict, outputs: list, kept: list, budget: OutputBudget) -> None:
-        """Keep one iopub output (capped per cell and per notebook; errors always kept)."""
-        mtype, content = msg["msg_type"], msg["content"]
-        if mtype == "clear_output":
-            outputs.clear()
-            return
-        if mtype not in ("stream", "display_data", "execute_result", "error"):
-            return
-        size = len(str(content))
-        self._count(budget, size)
-        room = min(CELL_OUTPUT_CAP - kept[0], budget.notebook_left)
-        if room <= 0:
-            if not (outputs and outputs[-1].get("text") == TRUNCATED):
-                outputs.append(_truncation_note())
-            if mtype == "error":                   # errors are always kept (they grade)
-                outputs.append(_small_error(content))
-            return
-        out = output_from_msg(msg)
-        if size > room:
-            out = _truncate(out, room)
-        kept[0] += min(size, room)
-        budget.notebook_left -= min(size, room)
-        outputs.append(out)
-
-    def _count(self, budget: OutputBudget, size: int) -> None:
-        budget.received += size
-        if budget.received > FLOOD_LIMIT:
-            self.process.kill("flood")
-            raise KernelDied("flood", f"more than {FLOOD_LIMIT // 2**20} MB of output")
-
     def request(self, text: str) -> str:
         """Send one proxy request to the student agent's shell handler (grader/student_agent.py:
         a `convlab_request` message, much cheaper than an execute_request); its msg_id."""
@@ -316,6 +327,138 @@ class Kernel:
             self.client.context.destroy(linger=0)
         except Exception:
             pass
+        if self.on_stop is not None:
+            on_stop, self.on_stop = self.on_stop, None
+            on_stop()
+
+
+@dataclass
+class Shell(_Collecting):
+    """The examiner's process (grader/examiner_shell.py): an IPython shell that connects to a Unix
+    socket the grader listens on. The same `ready`/`run`/`stop` as Kernel, for the examiner's
+    cells; no ZeroMQ and no signatures (no student code runs in it, and only its own process may
+    connect: the peer's pid is checked), which saves ~5 ms per cell and ~1 ms per proxy call."""
+    process: SandboxedKernel
+    listener: socket.socket
+    timings: dict = field(default_factory=dict)
+    on_stop: Callable[[], None] | None = None
+    sock: socket.socket | None = None
+    buf: bytearray = field(default_factory=bytearray)
+
+    @classmethod
+    def start(cls, scratch: Path, *, sandbox: bool, limits: Limits) -> "Shell":
+        """A shell in its own new sandbox (or none): bubblewrap + `python -c <examiner_shell.py>`."""
+        t0 = time.monotonic()
+        proc, listener = start_shell(scratch, sandbox=sandbox, limits=limits)
+        return cls.attach(proc, listener, t0)
+
+    @classmethod
+    def attach(cls, proc: SandboxedKernel, listener: socket.socket, t0: float) -> "Shell":
+        shell = cls(proc, listener)
+        shell.timings["spawn"] = time.monotonic() - t0
+        return shell
+
+    def ready(self, timeout: float = 60.0) -> None:
+        """Accept the shell's connection, then run the warm preamble; stopped if either fails."""
+        try:
+            self._ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self, timeout: float) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        while self.sock is None:
+            try:
+                self._check_alive()
+            except KernelDied as died:
+                raise KernelDied("crashed", f"the examiner did not start ({died})") from None
+            if time.monotonic() >= deadline:
+                self.process.kill("timeout")
+                raise KernelDied("crashed", "the examiner did not start (timeout)")
+            if select.select([self.listener], [], [], 0.05)[0]:
+                sock, _ = self.listener.accept()
+                pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+                if pid in self._pids():
+                    self.sock = sock
+                else:
+                    sock.close()
+        self.listener.close()
+        if self._recv(deadline).get("op") != "hello":
+            raise KernelDied("crashed", "the examiner did not say hello")
+        self.timings["kernel_start"] = time.monotonic() - t0
+        t1 = time.monotonic()
+        reply = self.run(WARM_PREAMBLE.format(nproc=self.process.limits.nproc), deadline=deadline, silent=True)
+        if reply.status != "ok":
+            raise KernelDied("crashed", f"the warm preamble failed: {reply.ename}: {reply.evalue}")
+        self.timings["imports"] = time.monotonic() - t1
+
+    def _pids(self) -> set[int]:
+        root = self.process.proc.pid
+        return {root, *(p.pid for p in descendants(root))}
+
+    def _send(self, msg: dict) -> None:
+        data = json.dumps(msg).encode()
+        try:
+            self.sock.sendall(struct.pack(">I", len(data)) + data)
+        except OSError:
+            self._check_alive()
+            raise KernelDied("crashed", "the examiner closed its socket") from None
+
+    def _recv(self, deadline: float) -> dict:
+        """The next frame; KernelDied at the deadline (the shell is killed) or if it died."""
+        checked = 0.0
+        while True:
+            if len(self.buf) >= 4:
+                n = struct.unpack(">I", self.buf[:4])[0]
+                if n > MAX_MESSAGE:
+                    self.process.kill("flood")
+                    raise KernelDied("flood", f"a message over {MAX_MESSAGE // 2**20} MB")
+                if len(self.buf) >= 4 + n:
+                    frame, self.buf = bytes(self.buf[4:4 + n]), self.buf[4 + n:]
+                    return json.loads(frame)
+            if self.process.killed or time.monotonic() - checked >= ALIVE_EVERY:
+                self._check_alive()
+                checked = time.monotonic()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.process.kill("timeout")
+                raise KernelDied("timeout")
+            if select.select([self.sock], [], [], min(0.05, left))[0]:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    time.sleep(EXIT_GRACE)
+                    self._check_alive()
+                    raise KernelDied("crashed", "the examiner closed its socket")
+                self.buf += chunk
+
+    def run(self, code: str, *, deadline: float, user_expressions: dict | None = None,
+            silent: bool = False, budget: OutputBudget | None = None,
+            on_input: Callable[[str], str] | None = None) -> Reply:
+        """Execute `code` (as Kernel.run): its outputs, capped; input() is answered by on_input."""
+        budget = budget or OutputBudget()
+        self._send({"op": "run", "code": code, "silent": silent, "user_expressions": user_expressions or {}})
+        outputs: list = []
+        kept = [0]
+        while True:
+            msg = self._recv(deadline)
+            if msg.get("op") == "reply":
+                return Reply(status=msg.get("status", "error"), outputs=outputs,
+                             user_expressions=msg.get("user_expressions") or {}, ename=msg.get("ename", ""),
+                             evalue=msg.get("evalue", ""), execution_count=msg.get("execution_count"))
+            if msg.get("op") == "input":
+                value = on_input(msg.get("prompt", "")) if on_input else ""
+                self._send({"op": "input_reply", "value": value})
+            elif "msg_type" in msg:
+                self._collect({"header": {"msg_type": msg["msg_type"]}, **msg}, outputs, kept, budget)
+
+    def stop(self) -> None:
+        """Kill the sandbox (or the forked process) and close the sockets."""
+        self.process.cleanup()
+        for s in (self.sock, self.listener):
+            if s is not None:
+                s.close()
         if self.on_stop is not None:
             on_stop, self.on_stop = self.on_stop, None
             on_stop()

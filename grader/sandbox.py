@@ -57,6 +57,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,7 @@ from .course import ROOT
 PYTHON = Path(sys.executable)           # the venv's python (a symlink into the base install)
 VENV = Path(sys.prefix)
 BASE = Path(sys.base_prefix)
+SHELL_SOURCE = (Path(__file__).parent / "examiner_shell.py").read_text()   # the examiner's process
 KERNEL_DIR = "/run/kernel"              # where the IPC folder appears inside the sandbox
 TMP_SIZE = 512 * 2**20                  # private /tmp (tmpfs) size
 FSIZE = 256 * 2**20                     # largest file the sandbox may write
@@ -90,7 +92,7 @@ def read_only_paths() -> list[Path]:
     return [p.resolve() for p in paths if p.exists()]
 
 
-def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
+def bwrap_prefix(kernel_dir: Path, *, uid: int | None, env: dict[str, str] | None = None) -> list[str]:
     """The bubblewrap command line that runs a command in the sandbox (see the module doc)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -133,7 +135,7 @@ def bwrap_prefix(kernel_dir: Path, *, uid: int | None) -> list[str]:
         cmd += ["--remount-ro", str(mount)]
     if uid is None:
         cmd += ["--unshare-user", "--disable-userns"]
-    for name, value in kernel_env().items():           # --clearenv dropped everything else
+    for name, value in (env or kernel_env()).items():   # --clearenv dropped everything else
         cmd += ["--setenv", name, value]
     cmd += ["--chdir", "/tmp", "--"]
     if uid is not None:
@@ -308,9 +310,7 @@ def tree_memory(procs: list[psutil.Process], limit: int) -> int:
 def start_kernel(scratch: Path, *, sandbox: bool = True, limits: Limits | None = None) -> SandboxedKernel:
     """Start an IPython kernel (sandboxed unless `sandbox` is False) talking over IPC sockets in a
     new folder under `scratch`. Returns at once; the kernel boots in the background."""
-    limits = limits or Limits()
-    workdir = Path(tempfile.mkdtemp(prefix="k", dir=scratch))
-    uid = _fresh_uid() if sandbox and os.geteuid() == 0 else None
+    workdir, uid = _new_workdir(scratch, sandbox)
     key = secrets.token_hex(16)
     inside = KERNEL_DIR if sandbox else str(workdir)
     # The kernel binds its sockets at "<ip>-<port>"; the grader reaches the same files by the
@@ -324,24 +324,51 @@ def start_kernel(scratch: Path, *, sandbox: bool = True, limits: Limits | None =
     if isinstance(info.get("key"), bytes):
         info["key"] = info["key"].decode()
     os.chmod(workdir / "connection.json", 0o644)   # readable by the sandbox's uid (folder is 0700)
+    argv = [str(PYTHON), "-m", "ipykernel_launcher", "-f", f"{inside}/connection.json",
+            "--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
+    return _spawn(scratch, workdir, uid, argv, sandbox, limits or Limits(), info)
+
+
+def start_shell(scratch: Path, *, sandbox: bool = True,
+                limits: Limits | None = None) -> tuple[SandboxedKernel, socket.socket]:
+    """Start the examiner's shell (grader/examiner_shell.py; sandboxed unless `sandbox` is False)
+    and the socket it will connect to, in a new folder under `scratch`. Returns at once."""
+    workdir, uid = _new_workdir(scratch, sandbox)
+    listener = listen(workdir / "shell.sock")
+    inside = KERNEL_DIR if sandbox else str(workdir)
+    argv = [str(PYTHON), "-c", SHELL_SOURCE, f"{inside}/shell.sock"]
+    return _spawn(scratch, workdir, uid, argv, sandbox, limits or Limits(), {}), listener
+
+
+def listen(path: Path) -> socket.socket:
+    """A Unix socket for the examiner's shell to connect to (writable by the sandbox's uid; only
+    the sandbox and the grader can reach the folder it is in)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o666)
+    listener.listen(1)
+    return listener
+
+
+def _new_workdir(scratch: Path, sandbox: bool) -> tuple[Path, int | None]:
+    workdir = Path(tempfile.mkdtemp(prefix="k", dir=scratch))
+    uid = _fresh_uid() if sandbox and os.geteuid() == 0 else None
     if uid is not None:
         os.chown(workdir, uid, uid)
         os.chmod(workdir, 0o700)
-    argv = [str(PYTHON), "-m", "ipykernel_launcher", "-f", f"{inside}/connection.json",
-            "--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
-    if sandbox:
-        cmd = bwrap_prefix(workdir, uid=uid) + argv
-        cwd = None
-    else:
-        cmd = argv
-        cwd = workdir
+    return workdir, uid
+
+
+def _spawn(scratch: Path, workdir: Path, uid: int | None, argv: list[str], sandbox: bool, limits: Limits,
+           connection: dict) -> SandboxedKernel:
+    cmd, cwd = (bwrap_prefix(workdir, uid=uid) + argv, None) if sandbox else (argv, workdir)
     # The kernel's own stdout/stderr (not the cells' output, which goes over iopub) are dropped,
     # unless CONVLAB_GRADER_DEBUG is set (then a file, capped by RLIMIT_FSIZE).
     log = open(scratch / f"{workdir.name}.log", "wb") if os.environ.get("CONVLAB_GRADER_DEBUG") else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=kernel_env(), cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=log,
                             preexec_fn=lambda: _child_limits(limits), start_new_session=True)
-    kernel = SandboxedKernel(proc, workdir, info, limits)
+    kernel = SandboxedKernel(proc, workdir, connection, limits)
     _MONITOR.watch(kernel)
     return kernel
 

@@ -6,9 +6,12 @@ It imports what every grading kernel needs (ipykernel, IPython, PyTorch, matplot
 convlab, and the modules named in CONVLAB_ZYGOTE_WARM, e.g. torch._dynamo) and formats one
 traceback (IPython's first costs ~70 ms) ONCE, then, per
 request read from its private pipe (fd 0 at start, moved to a private descriptor; answers go to a
-private copy of fd 1), forks one kernel:
+private copy of fd 1), forks one kernel (a Jupyter kernel, or
+the examiner's IPython shell, grader/examiner_shell.py, whose source a zygote for examiners gets in
+CONVLAB_SHELL_SOURCE):
 
     {"op": "fork", "connection": "/run/kernel/connection-3.json"}  -> {"ok": true, "pid": N}
+    {"op": "fork", "shell": "/run/kernel/x3.sock"}                 -> {"ok": true, "pid": N}
     {"op": "reset"}                                                -> {"ok": true}
 
 `reset` (also run once before the first fork) SIGKILLs every other process of the sandbox's pid
@@ -75,6 +78,7 @@ def _warm():
     for name in os.environ.get("CONVLAB_ZYGOTE_WARM", "").split(","):
         if name:
             importlib.import_module(name)
+    _shell_module()
     _first_calls()
 
 
@@ -240,7 +244,19 @@ def reset():
     return _sysv_clean() and _keys_clean() and _wipe("/tmp") and _wipe("/dev/shm")
 
 
-def child(connection):
+def _shell_module():
+    """grader/examiner_shell.py, for a zygote that forks examiners (its source in the environment)."""
+    source = os.environ.get("CONVLAB_SHELL_SOURCE")
+    if source:
+        import types
+        module = types.ModuleType("_convlab_examiner_shell")
+        exec(compile(source, "<examiner_shell>", "exec"), module.__dict__)
+        sys.modules[module.__name__] = module
+        import IPython.core.interactiveshell  # noqa: F401
+
+
+def child(connection=None, shell=None):
+    """The forked process: a Jupyter kernel on `connection`, or the examiner's shell on `shell`."""
     os.setsid()
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP):
@@ -260,6 +276,10 @@ def child(connection):
     torch.seed()
     os.chdir("/tmp")
     sys.path.insert(0, "")                  # like `python -m ipykernel_launcher` in its cwd
+    if shell is not None:
+        sys.argv = ["examiner_shell"]
+        sys.modules["_convlab_examiner_shell"].main(shell)
+        os._exit(0)
     sys.argv = ["ipykernel_launcher"]
     from ipykernel.kernelapp import IPKernelApp
     app = IPKernelApp.instance()
@@ -317,7 +337,7 @@ def main():
                     try:
                         req.close()
                         ans.close()
-                        child(msg["connection"])
+                        child(msg.get("connection"), msg.get("shell"))
                     finally:
                         os._exit(1)
                 say(ok=True, pid=pid)

@@ -105,7 +105,7 @@ class Loopback:
 def student():
     ns: dict = {}
     exec(compile(STUDENT, "<student>", "exec"), ns)
-    link = examiner.Link(Loopback(ns), [STUDENT])
+    link = examiner.Link(Loopback(ns).raw_input, [STUDENT])
     answer = link.ask({"op": "describe", "names": sorted(k for k in ns if not k.startswith("_"))}, "names")
     names = link.decode(answer["value"], "names")
     for name, value in names.items():
@@ -201,10 +201,10 @@ def test_answers_to_another_call_are_refused():
     ns: dict = {}
     exec(compile(STUDENT, "<student>", "exec"), ns)
     other = lambda raw: raw.replace('"id":"', '"id":"0')       # noqa: E731 - echo another id
-    link = examiner.Link(Loopback(ns, tamper=other), [STUDENT])
+    link = examiner.Link(Loopback(ns, tamper=other).raw_input, [STUDENT])
     with pytest.raises(examiner.StudentCodeError, match="another request"):
         link.ask({"op": "describe", "names": ["corr2d"]}, "names")
-    link = examiner.Link(Loopback(ns, tamper=lambda raw: '{"from": "grader", "message": "passed"}'), [])
+    link = examiner.Link(Loopback(ns, tamper=lambda raw: '{"from": "grader", "message": "passed"}').raw_input, [])
     with pytest.raises(examiner.StudentCodeError, match="another request"):
         link.ask({"op": "describe", "names": ["corr2d"]}, "names")
 
@@ -213,12 +213,13 @@ def test_a_malformed_answer_is_never_a_builtin_exception():
     """A forged answer must not raise e.g. ValueError (which a test may expect from the student)."""
     ns: dict = {}
     exec(compile(STUDENT, "<student>", "exec"), ns)
-    link = examiner.Link(Loopback(ns), [STUDENT])
+    loop = Loopback(ns)
+    link = examiner.Link(loop.raw_input, [STUDENT])
     names = link.decode(link.ask({"op": "describe", "names": ["refuse", "pair"]}, "names")["value"], "names")
-    link.kernel.tamper = lambda raw: raw.replace('"changed":[]', '"changed":[[0]]')
+    loop.tamper = lambda raw: raw.replace('"changed":[]', '"changed":[[0]]')
     with pytest.raises(examiner.StudentCodeError, match="malformed"):
         names["pair"]()
-    link.kernel.tamper = lambda raw: raw.replace('"rng":{"t":"tensor","dtype":"uint8"', '"rng":{"t":"tensor","dtype":"int8"')
+    loop.tamper = lambda raw: raw.replace('"rng":{"t":"tensor","dtype":"uint8"', '"rng":{"t":"tensor","dtype":"int8"')
     with pytest.raises(examiner.StudentCodeError, match="random-number-generator state"):
         names["pair"]()
 

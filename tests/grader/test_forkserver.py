@@ -290,3 +290,41 @@ def test_wipe_spares_the_read_only_course_paths_under_tmp(tmp_path, monkeypatch)
 def test_sandbox_env_names_the_read_only_paths():
     names = sandbox.kernel_env()["CONVLAB_SANDBOX_READ_ONLY"].split(os.pathsep)
     assert names == [str(p) for p in sandbox.read_only_paths()] and names
+
+
+def test_the_zygote_imports_what_the_pool_asks_for(tmp_path):
+    """Check that CONVLAB_ZYGOTE_WARM reaches the sandboxed zygote (bubblewrap clears the
+    environment): a module asked for is already imported in a forked kernel."""
+    os.chmod(tmp_path, 0o711)
+    s = ForkServer(tmp_path, limits=sandbox.Limits(), warm=("mailbox",))
+    try:
+        k = _kernel(s)
+        assert _run(k, "import sys; print('mailbox' in sys.modules, 'imaplib' in sys.modules)").split() == ["True", "False"]
+        k.stop()
+    finally:
+        s.close()
+
+
+def test_an_examiner_zygote_forks_shells(tmp_path):
+    """A fork server for examiners forks the IPython shell of grader/examiner_shell.py (no Jupyter
+    kernel): cells run, with outputs, input() answered by the grader, and errors."""
+    from grader.kernel import Shell
+    os.chmod(tmp_path, 0o711)
+    s = ForkServer(tmp_path, limits=sandbox.Limits(), shell=True)
+    try:
+        shell = Shell.attach(*s.fork_shell(), time.monotonic())
+        shell.ready(timeout=30)
+        deadline = time.monotonic() + 20
+        reply = shell.run("print('in', input('q?')); 6 * 7", deadline=deadline, on_input=lambda p: p + "!")
+        assert reply.status == "ok" and reply.execution_count == 1
+        assert [o.output_type for o in reply.outputs] == ["stream", "execute_result"]
+        assert reply.outputs[0].text == "in q?!\n" and reply.outputs[1].data["text/plain"] == "42"
+        reply = shell.run("import ipykernel.kernelapp as k; assert not k.IPKernelApp.initialized(), 'a kernel'",
+                          deadline=deadline)
+        assert reply.status == "ok", reply.evalue
+        reply = shell.run("raise ValueError('no')", deadline=deadline)
+        assert (reply.status, reply.ename, reply.evalue) == ("error", "ValueError", "no")
+        assert reply.outputs[-1].output_type == "error" and reply.outputs[-1].traceback
+        shell.stop()
+    finally:
+        s.close()
