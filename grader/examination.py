@@ -11,24 +11,28 @@ The cells run in notebook order:
 
 Before each instructor cell the examiner binds the names those cells use but do not define to
 what the student kernel has (`Examiner.bind`). While an instructor cell runs, each proxy call
-is an input request from the examiner; `relay` sends it to the student kernel's agent (a
-`convlab_request` shell message its handler answers), with a time limit per call (`call_timeout`: the call is
-interrupted, and if that does not stop it the student kernel is killed), and answers the
+is an input request from the examiner; `relay` sends it to the student kernel's agent, with a
+time limit per call (`call_timeout`: the call is interrupted, and if that does not stop it the
+student kernel is killed), and answers the
 examiner with {"from": "student", "raw": <the student's answer>} or, when the grader itself has
 something to say (time limit, dead kernel), {"from": "grader", "message": ...}: the student's
 answer is carried as a string the examiner decodes strictly, so it can never pass for the
-grader's word. The examiner checks that each answer carries its call's id.
+grader's word. The examiner checks that each answer carries its call's id. The calls between
+two student cells go over one Unix socket the agent connects to (`_open_calls`: one
+`convlab_request` shell message starts the series, the next student cell ends it), so each call
+costs no Jupyter message.
 """
 from __future__ import annotations
 
 import ast
 import builtins
 import json
+import secrets
 import shutil
 import time
 from pathlib import Path
 
-from . import integrity
+from . import integrity, sandbox
 from .course import SOLUTIONS
 from .kernel import CallTimeout, Kernel, KernelDied, OutputBudget, Reply
 
@@ -133,6 +137,7 @@ class Examination:
 
     def _in_student(self, cell) -> None:
         t = time.monotonic()
+        self._close_calls()
         reply = self.student.run(cell.source, deadline=self.deadline, budget=self.budget)
         cell.outputs, cell.execution_count = reply.outputs, reply.execution_count
         self.bound = None
@@ -174,26 +179,35 @@ class Examination:
     def _ask_student(self, prompt: str) -> str:
         if self.student_died is not None:
             raise _GraderSays("not run: the student's kernel has stopped")
-        msg_id = self.student.request(prompt)
         end = min(self.deadline, time.monotonic() + self.call_timeout)
         try:
-            content = self.student.answer(msg_id, deadline=end, budget=self.budget, kill=end >= self.deadline)
+            if self.student.calls is None:
+                self._open_calls(end)
+            return self.student.call(prompt, deadline=end, budget=self.budget, kill=end >= self.deadline)
         except CallTimeout:
-            content = self._interrupt(msg_id)
+            return self._interrupt()
         except KernelDied as died:
             self.student_died = died
             raise _GraderSays(f"the student's kernel stopped during the call ({died.reason})") from None
-        text = content.get("text") if isinstance(content, dict) else None
-        if not isinstance(text, str):
-            raise _GraderSays("the student's kernel answered with something that is not a message")
-        return text
 
-    def _interrupt(self, msg_id: str) -> dict:
+    def _open_calls(self, deadline: float) -> None:
+        """The agent serves the calls until the next student cell over a socket in the student
+        sandbox's shared folder (a random name: the student can see that folder)."""
+        name = f"calls-{secrets.token_hex(8)}.sock"
+        listener = sandbox.listen(self.student.process.workdir / name)
+        inside = f"{sandbox.KERNEL_DIR}/{name}" if self.sandbox else str(self.student.process.workdir / name)
+        self.student.open_calls(listener, inside, deadline=deadline)
+
+    def _close_calls(self) -> None:
+        if self.student.calls is not None:
+            self.student.close_calls(deadline=self.deadline, budget=self.budget)
+
+    def _interrupt(self) -> str:
         """A call over its time limit: interrupt it; kill the student kernel if that fails."""
         self.student.interrupt()
         end = min(self.deadline, time.monotonic() + INTERRUPT_GRACE)
         try:
-            self.student.answer(msg_id, deadline=end, budget=self.budget, kill=False)
+            self.student.call_answer(deadline=end, budget=self.budget, kill=False)
         except CallTimeout:
             self.student.process.kill("call_timeout")
             self.student_died = KernelDied("call_timeout", f"a call took longer than {self.call_timeout:g} s "

@@ -32,7 +32,7 @@ import zmq.utils.monitor
 from jupyter_client.blocking.client import BlockingKernelClient
 from nbformat.v4 import output_from_msg
 
-from .sandbox import Limits, SandboxedKernel, descendants, start_kernel, start_shell
+from .sandbox import Limits, SandboxedKernel, start_kernel, start_shell, tree_pids
 
 MAX_MESSAGE = 8 * 2**20          # a larger iopub/shell message drops the connection: the grader sees
                                  # the disconnect (a socket monitor) and stops the kernel as a flood
@@ -131,6 +131,8 @@ class Kernel(_Collecting):
     process: SandboxedKernel
     client: BlockingKernelClient
     timings: dict = field(default_factory=dict)
+    calls: "_Frames | None" = None                 # the socket of a series of proxy calls
+    calls_msg: str = ""
     monitors: list = field(default_factory=list)   # socket monitors: a dropped connection means
                                                    # an oversized message (or an exit)
     on_stop: Callable[[], None] | None = None     # e.g. give a fork server back to its pool
@@ -208,12 +210,15 @@ class Kernel(_Collecting):
             except queue.Empty:
                 return
 
-    def _next(self, channels: list, deadline: float, kill: bool = True):
-        """(channel, message): the next message on any of `channels`. At the deadline the kernel
-        is killed (KernelDied "timeout"), or, with kill=False, CallTimeout is raised."""
+    def _next(self, channels: list, deadline: float, kill: bool = True, fd: int | None = None):
+        """(channel, message): the next message on any of `channels`, or (fd, None) when `fd` (a
+        plain socket) is readable first. At the deadline the kernel is killed (KernelDied
+        "timeout"), or, with kill=False, CallTimeout is raised."""
         poller = zmq.Poller()
         for channel in channels:
             poller.register(channel.socket, zmq.POLLIN)
+        if fd is not None:
+            poller.register(fd, zmq.POLLIN)
         for monitor in self.monitors:
             poller.register(monitor, zmq.POLLIN)
         checked = 0.0
@@ -230,6 +235,8 @@ class Kernel(_Collecting):
             ready = dict(poller.poll(int(min(0.05, left) * 1000) + 1))
             if any(monitor in ready for monitor in self.monitors):
                 self._disconnected(ready)
+            if fd is not None and fd in ready:
+                return fd, None
             for channel in channels:
                 if channel.socket in ready:
                     try:
@@ -313,6 +320,66 @@ class Kernel(_Collecting):
             elif msg["parent_header"].get("msg_id") == msg_id:
                 return msg["content"]
 
+    # -- a series of proxy calls over a socket (grader/student_agent.py `serve_calls`) ---------
+    def open_calls(self, listener: socket.socket, inside: str, *, deadline: float) -> None:
+        """Have the student agent serve requests over the socket `listener` (at `inside` as the
+        kernel sees it) until `close_calls`. KernelDied if it does not connect in time."""
+        msg = self.client.session.msg("convlab_request", {"serve": inside})
+        self.client.shell_channel.send(msg)
+        self.calls_msg = msg["header"]["msg_id"]
+        c = self.client
+        try:
+            while True:
+                channel, reply = self._next([c.shell_channel, c.iopub_channel], deadline, fd=listener.fileno())
+                if channel == listener.fileno():
+                    sock, _ = listener.accept()
+                    peer = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+                    if peer in tree_pids(self.process):
+                        self.calls = _Frames(sock)
+                        return
+                    sock.close()
+                elif channel is c.shell_channel and reply["parent_header"].get("msg_id") == self.calls_msg:
+                    self.process.kill("crashed")
+                    raise KernelDied("crashed", f"the student's kernel did not serve the calls: "
+                                                f"{str(reply['content'].get('text'))[:200]}")
+        finally:
+            listener.close()
+
+    def call(self, text: str, *, deadline: float, budget: OutputBudget, kill: bool = True) -> str:
+        """One request over the calls socket; its answer (the call's printed output is counted)."""
+        self.calls.send(text.encode())
+        return self.call_answer(deadline=deadline, budget=budget, kill=kill)
+
+    def call_answer(self, *, deadline: float, budget: OutputBudget, kill: bool = True) -> str:
+        """The next answer on the calls socket; CallTimeout (kill=False) or KernelDied at the
+        deadline, KernelDied if the student's side closed the socket or sent a frame too large."""
+        c = self.client
+        while True:
+            try:
+                frame = self.calls.take()
+            except OverflowError:
+                self.process.kill("flood")
+                raise KernelDied("flood", f"an answer over {MAX_MESSAGE // 2**20} MB") from None
+            if frame is not None:
+                return frame.decode(errors="replace")
+            channel, msg = self._next([c.iopub_channel], deadline, kill, fd=self.calls.fileno())
+            if msg is None:
+                if not self.calls.fill():
+                    self.process.kill("crashed")
+                    raise KernelDied("crashed", "the student's kernel stopped answering the calls")
+            elif msg["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+                self._count(budget, len(str(msg["content"])))
+
+    def close_calls(self, *, deadline: float, budget: OutputBudget) -> None:
+        """End the series: the agent returns to the kernel, which is then idle again."""
+        calls, self.calls = self.calls, None
+        try:
+            calls.send(b"")
+        except OSError:
+            pass
+        calls.close()
+        self.answer(self.calls_msg, deadline=deadline, budget=budget)
+
     def interrupt(self) -> None:
         """SIGINT to the kernel process (KeyboardInterrupt in the code it runs)."""
         self.process.interrupt()
@@ -342,8 +409,7 @@ class Shell(_Collecting):
     listener: socket.socket
     timings: dict = field(default_factory=dict)
     on_stop: Callable[[], None] | None = None
-    sock: socket.socket | None = None
-    buf: bytearray = field(default_factory=bytearray)
+    frames: _Frames | None = None
 
     @classmethod
     def start(cls, scratch: Path, *, sandbox: bool, limits: Limits) -> "Shell":
@@ -369,7 +435,7 @@ class Shell(_Collecting):
     def _ready(self, timeout: float) -> None:
         t0 = time.monotonic()
         deadline = t0 + timeout
-        while self.sock is None:
+        while self.frames is None:
             try:
                 self._check_alive()
             except KernelDied as died:
@@ -380,8 +446,8 @@ class Shell(_Collecting):
             if select.select([self.listener], [], [], 0.05)[0]:
                 sock, _ = self.listener.accept()
                 pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-                if pid in self._pids():
-                    self.sock = sock
+                if pid in tree_pids(self.process):
+                    self.frames = _Frames(sock)
                 else:
                     sock.close()
         self.listener.close()
@@ -394,14 +460,9 @@ class Shell(_Collecting):
             raise KernelDied("crashed", f"the warm preamble failed: {reply.ename}: {reply.evalue}")
         self.timings["imports"] = time.monotonic() - t1
 
-    def _pids(self) -> set[int]:
-        root = self.process.proc.pid
-        return {root, *(p.pid for p in descendants(root))}
-
     def _send(self, msg: dict) -> None:
-        data = json.dumps(msg).encode()
         try:
-            self.sock.sendall(struct.pack(">I", len(data)) + data)
+            self.frames.send(json.dumps(msg).encode())
         except OSError:
             self._check_alive()
             raise KernelDied("crashed", "the examiner closed its socket") from None
@@ -410,14 +471,13 @@ class Shell(_Collecting):
         """The next frame; KernelDied at the deadline (the shell is killed) or if it died."""
         checked = 0.0
         while True:
-            if len(self.buf) >= 4:
-                n = struct.unpack(">I", self.buf[:4])[0]
-                if n > MAX_MESSAGE:
-                    self.process.kill("flood")
-                    raise KernelDied("flood", f"a message over {MAX_MESSAGE // 2**20} MB")
-                if len(self.buf) >= 4 + n:
-                    frame, self.buf = bytes(self.buf[4:4 + n]), self.buf[4 + n:]
-                    return json.loads(frame)
+            try:
+                frame = self.frames.take()
+            except OverflowError:
+                self.process.kill("flood")
+                raise KernelDied("flood", f"a message over {MAX_MESSAGE // 2**20} MB") from None
+            if frame is not None:
+                return json.loads(frame)
             if self.process.killed or time.monotonic() - checked >= ALIVE_EVERY:
                 self._check_alive()
                 checked = time.monotonic()
@@ -425,13 +485,10 @@ class Shell(_Collecting):
             if left <= 0:
                 self.process.kill("timeout")
                 raise KernelDied("timeout")
-            if select.select([self.sock], [], [], min(0.05, left))[0]:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
-                    time.sleep(EXIT_GRACE)
-                    self._check_alive()
-                    raise KernelDied("crashed", "the examiner closed its socket")
-                self.buf += chunk
+            if select.select([self.frames.sock], [], [], min(0.05, left))[0] and not self.frames.fill():
+                time.sleep(EXIT_GRACE)
+                self._check_alive()
+                raise KernelDied("crashed", "the examiner closed its socket")
 
     def run(self, code: str, *, deadline: float, user_expressions: dict | None = None,
             silent: bool = False, budget: OutputBudget | None = None,
@@ -456,12 +513,47 @@ class Shell(_Collecting):
     def stop(self) -> None:
         """Kill the sandbox (or the forked process) and close the sockets."""
         self.process.cleanup()
-        for s in (self.sock, self.listener):
-            if s is not None:
-                s.close()
+        self.listener.close()
+        if self.frames is not None:
+            self.frames.close()
         if self.on_stop is not None:
             on_stop, self.on_stop = self.on_stop, None
             on_stop()
+
+
+class _Frames:
+    """Length-prefixed frames (4 bytes, big-endian) on a connected stream socket, read without
+    blocking: `fill()` after the socket polls readable, then `take()`."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.buf = sock, bytearray()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(struct.pack(">I", len(data)) + data)
+
+    def fill(self) -> bool:
+        """Read what is there; False at end of stream."""
+        chunk = self.sock.recv(1 << 20)
+        self.buf += chunk
+        return bool(chunk)
+
+    def take(self) -> bytes | None:
+        """The next whole frame, or None; OverflowError for a frame over MAX_MESSAGE."""
+        if len(self.buf) < 4:
+            return None
+        n = struct.unpack(">I", self.buf[:4])[0]
+        if n > MAX_MESSAGE:
+            raise OverflowError(n)
+        if len(self.buf) < 4 + n:
+            return None
+        frame, self.buf = bytes(self.buf[4:4 + n]), self.buf[4 + n:]
+        return frame
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _truncation_note():

@@ -295,6 +295,12 @@ class SandboxedKernel:
             return 0
 
 
+def tree_pids(kernel: SandboxedKernel) -> set[int]:
+    """The host pids of a kernel's process (bubblewrap's, or a forked kernel's) and its descendants."""
+    root = kernel.proc.pid
+    return {root, *(p.pid for p in descendants(root))}
+
+
 def tree_memory(procs: list[psutil.Process], limit: int) -> int:
     """The sum of RSS, which counts pages shared by forked processes once per process; when that
     is over `limit`, the exact figure (sum of PSS). 0 if the processes are gone."""

@@ -239,6 +239,22 @@ def serve(text):
     return previous[-2] if len(previous) > 1 else answer
 agent.serve = serve
 """
+# The calls between two student cells come over one socket (grader/student_agent.py serve_calls),
+# which the student's code can reach from inside a call: a forged frame written before the real
+# answer puts every later answer one call late (each then carries another call's id) ...
+FORGED_FRAME = """
+def corr2d(X, K):
+    import struct, sys
+    f = sys._getframe(1)
+    while f is not None and "sock" not in f.f_locals:
+        f = f.f_back
+    junk = b'{"id": "forged", "ok": true, "value": {"t": "none"}}'
+    if f is not None:                     # (in a call from the examiner, not the notebook's own)
+        f.f_locals["sock"].sendall(struct.pack(">I", len(junk)) + junk)
+    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)
+"""
+# ... and a frame header announcing 2 GB is refused before anything is read.
+HUGE_FRAME = FORGED_FRAME.replace("struct.pack(\">I\", len(junk)) + junk", "struct.pack(\">I\", 2**31)")
 # Run last: look everywhere in the student's process for the hidden tests' source (the markers
 # are built at run time and kept out of the globals, so the search cannot find itself; unfreeze:
 # the fork server's zygote froze the objects every kernel inherits, hiding them from get_objects).
@@ -272,7 +288,7 @@ def _slow_conv2d(base):
 
 
 NO_GAIN = ("steal_and_answer", "lying_tensor", "thread_patch", "lying_eq", "huge_result", "deep_result",
-           "hang_in_call")
+           "hang_in_call", "forged_frame", "huge_frame")
 
 
 # The cases whose outcome depends on the sandbox (uids, namespaces, limits, the two kernels'
@@ -322,6 +338,8 @@ def _catalog(tmp: Path) -> dict:
         "slow_to_encode": (_slow_conv2d(solved), "graded", "conv2d_parameters"),
         "hang_in_call": (_edit(solved, "corr2d_impl", source=HANG_IN_CALL), "timeout", "corr2d_output_shape"),
         "answers_other_call": (_after(solved, "corr2d_impl", OTHER_CALL), "graded", "corr2d_worked_example"),
+        "forged_frame": (_edit(solved, "corr2d_impl", source=FORGED_FRAME), "graded", "corr2d_worked_example"),
+        "huge_frame": (_edit(solved, "corr2d_impl", source=HUGE_FRAME), "crashed", "corr2d_worked_example"),
         "by_hand_bypass": (_edit(solved, "corr2d_impl", source=BY_HAND_BYPASS), "graded", "corr2d_by_hand"),
         "look_for_hidden": (_at_end(solved, LOOK_FOR_HIDDEN), "graded", None),
         "keyboard_interrupt_loop": (_after(solved, "corr2d_impl", KI_LOOP), "timeout", "corr2d_worked_example"),
@@ -413,6 +431,7 @@ MESSAGES = {
     "slow_to_encode": ("conv2d_parameters", f"did not finish within {CALL_TIMEOUT:g} s"),
     "hang_in_call": ("corr2d_output_shape", "could not be interrupted"),
     "answers_other_call": ("corr2d_worked_example", "answered another request"),
+    "forged_frame": ("corr2d_output_shape", "answered another request"),
     "steal_and_answer": ("corr2d_worked_example", "could not reach the student's names"),
     "by_hand_bypass": ("corr2d_by_hand", "uses conv2d"),
 }
