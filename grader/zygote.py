@@ -68,17 +68,17 @@ def _warm():
     import numpy, torch, torch.nn.functional, torch.testing, matplotlib  # noqa: F401,E401
     import torch.fx.experimental.symbolic_shapes  # noqa: F401 (SymPy: autograd's first grad_outputs)
     matplotlib.use("Agg")
-    import matplotlib.pyplot, convlab  # noqa: F401,E401
-    import ipykernel.kernelapp, ipykernel.ipkernel, ipykernel.zmqshell, IPython  # noqa: F401,E401
-    import matplotlib_inline.backend_inline  # noqa: F401
-    # what IPKernelApp.initialize imports (its debugger: ~0.1 s per kernel otherwise)
-    import ipykernel.debugger, IPython.core.debugger, IPython.core.completerlib  # noqa: F401,E401
-    import IPython.extensions.storemagic, IPython.core.oinspect  # noqa: F401,E401
+    import matplotlib.pyplot, convlab, IPython  # noqa: F401,E401
+    if not _shell_module():                 # a zygote for Jupyter kernels (the students')
+        import ipykernel.kernelapp, ipykernel.ipkernel, ipykernel.zmqshell  # noqa: F401,E401
+        import matplotlib_inline.backend_inline  # noqa: F401
+        # what IPKernelApp.initialize imports (its debugger: ~0.1 s per kernel otherwise)
+        import ipykernel.debugger, IPython.core.debugger, IPython.core.completerlib  # noqa: F401,E401
+        import IPython.extensions.storemagic, IPython.core.oinspect  # noqa: F401,E401
     import importlib
     for name in os.environ.get("CONVLAB_ZYGOTE_WARM", "").split(","):
         if name:
             importlib.import_module(name)
-    _shell_module()
     _first_calls()
 
 
@@ -247,12 +247,14 @@ def reset():
 def _shell_module():
     """grader/examiner_shell.py, for a zygote that forks examiners (its source in the environment)."""
     source = os.environ.get("CONVLAB_SHELL_SOURCE")
-    if source:
-        import types
-        module = types.ModuleType("_convlab_examiner_shell")
-        exec(compile(source, "<examiner_shell>", "exec"), module.__dict__)
-        sys.modules[module.__name__] = module
-        import IPython.core.interactiveshell  # noqa: F401
+    if not source:
+        return False
+    import types
+    module = types.ModuleType("_convlab_examiner_shell")
+    exec(compile(source, "<examiner_shell>", "exec"), module.__dict__)
+    sys.modules[module.__name__] = module
+    import IPython.core.interactiveshell, IPython.core.displayhook, IPython.core.displaypub  # noqa: F401,E401
+    return True
 
 
 def child(connection=None, shell=None):
