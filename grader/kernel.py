@@ -11,8 +11,9 @@ jupyter_client BlockingKernelClient over IPC sockets), so it can
 * cap what it keeps of the outputs (per cell and per notebook) and refuse huge messages
   (ZMQ_MAXMSGSIZE), so a submission printing gigabytes fills neither memory, disk nor feedback;
 * answer the examiner's input requests (its proxy calls, grader/examination.py) while it runs
-  a test cell, and pass each to the student kernel's agent with its own deadline
-  (`request`/`answer`), interrupting or killing it when a call hangs.
+  a test cell, and pass each to the student kernel's agent with its own deadline, over a socket
+  the agent serves between two student cells (`open_calls`/`call`/`close_calls`), interrupting
+  or killing it when a call hangs.
 """
 from __future__ import annotations
 
@@ -301,15 +302,8 @@ class Kernel(_Collecting):
                      ename=content.get("ename", ""), evalue=content.get("evalue", ""),
                      execution_count=content.get("execution_count"))
 
-    def request(self, text: str) -> str:
-        """Send one proxy request to the student agent's shell handler (grader/student_agent.py:
-        a `convlab_request` message, much cheaper than an execute_request); its msg_id."""
-        msg = self.client.session.msg("convlab_request", {"text": text})
-        self.client.shell_channel.send(msg)
-        return msg["header"]["msg_id"]
-
     def answer(self, msg_id: str, *, deadline: float, budget: OutputBudget, kill: bool = True) -> dict:
-        """The content of the reply to `request` (the call's printed output is counted, not kept).
+        """The content of the shell reply to message `msg_id` (printed output is counted, not kept).
         CallTimeout (kill=False) or KernelDied at the deadline."""
         c = self.client
         while True:
@@ -387,6 +381,9 @@ class Kernel(_Collecting):
     def stop(self) -> None:
         """Kill the sandbox outright (no graceful shutdown) and close the sockets."""
         self.process.cleanup()
+        if self.calls is not None:
+            self.calls.close()
+            self.calls = None
         try:
             for monitor in self.monitors:
                 monitor.close(linger=0)
