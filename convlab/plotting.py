@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -382,10 +384,17 @@ def _marker(ax, xy: tuple[float, float], w: float, h: float) -> Rectangle:
 
 def _animate(fig, step: Callable[[int, int], None], positions: list, interval: int) -> str:
     """The HTML (with play controls) of `step(i, j)` at each position: the artists are drawn once
-    and only moved or relabelled per frame, so a frame costs little more than its PNG."""
-    anim = animation.FuncAnimation(fig, lambda frame: step(*positions[frame]) or [], frames=len(positions),
-                                   init_func=lambda: [], interval=interval)
-    html = anim.to_jshtml(default_mode="once")
+    and only moved or relabelled per frame, and each frame is drawn once, for its PNG (what
+    FuncAnimation.to_jshtml writes, without the extra redraw it makes of every frame)."""
+    writer = animation.HTMLWriter(fps=1000 / interval, embed_frames=True, default_mode="once")
+    dpi = plt.rcParams["savefig.dpi"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "animation.html")
+        with writer.saving(fig, str(path), fig.dpi if dpi == "figure" else dpi):
+            for i, j in positions:
+                step(i, j)
+                writer.grab_frame()
+        html = path.read_text()
     plt.close(fig)
     return html
 

@@ -396,7 +396,7 @@ def _cell_results(nb) -> list[dict]:
     return rows
 
 
-def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options, max_scores: dict) -> dict:
+def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Options, max_scores: dict) -> dict:
     """Save grades to the gradebook (nbgrader's SaveAutoGrades), then the result file. A grader
     error (`died == "grader"`) goes to neither the gradebook nor the autograded notebooks, and its
     result file is never reused. If saving fails, the submission gets status `error` (the
@@ -414,7 +414,7 @@ def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
-                _save_to_gradebook(job, db_url)
+                _save_to_gradebook(job, gb)
             dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
             write_atomic(dest, nbformat.writes(job.nb))
         except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
@@ -436,9 +436,10 @@ def record(job: Job, died: str | None, timings: dict, db_url: str, opts: Options
     return result
 
 
-def _save_to_gradebook(job: Job, db_url: str) -> None:
-    """What `nbgrader autograde` records: the student, the submission, SaveAutoGrades' scores."""
-    with Gradebook(db_url) as gb:
+def _save_to_gradebook(job: Job, gb: Gradebook) -> None:
+    """What `nbgrader autograde` records: the student, the submission, SaveAutoGrades' scores
+    (on a failure the session is rolled back, so the next submission starts clean)."""
+    try:
         gb.update_or_create_student(job.student)
         timestamp = _timestamp(job.path.parent)
         if timestamp:
@@ -446,6 +447,9 @@ def _save_to_gradebook(job: Job, db_url: str) -> None:
         else:
             gb.update_or_create_submission(job.assignment, job.student)
         _SaveAutoGrades().save(gb, job.nb, job.assignment, job.student)
+    except BaseException:
+        gb.db.rollback()
+        raise
 
 
 class _SaveAutoGrades(SaveAutoGrades):
@@ -547,14 +551,15 @@ def _autograde(submissions: Path, opts: Options) -> list[dict]:
     runs = None
     try:
         runnable, imports, max_scores = _prepare(todo, db_url, opts, assignments)
-        for job in todo:
-            if job.status:
-                results[(job.student, job.assignment)] = record(job, None, {}, db_url, opts, max_scores)
+        with Gradebook(db_url) as gb:       # one connection for the run's records (main thread)
+            for job in todo:
+                if job.status:
+                    results[(job.student, job.assignment)] = record(job, None, {}, gb, opts, max_scores)
+                    bar.update()
+            runs = _run(runnable, pools, imports, opts)
+            for job, died, timings in runs:
+                results[(job.student, job.assignment)] = record(job, died, timings, gb, opts, max_scores)
                 bar.update()
-        runs = _run(runnable, pools, imports, opts)
-        for job, died, timings in runs:
-            results[(job.student, job.assignment)] = record(job, died, timings, db_url, opts, max_scores)
-            bar.update()
     finally:
         if runs is not None:
             runs.close()                    # waits for the workers, before their kernels go
@@ -604,7 +609,7 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
     """(runnable jobs, each assignment's imports, each assignment's max score): the submissions
     read, checked and sanitized (main thread: it reads the gradebook); the others get a status."""
     used = sorted({j.assignment for j in todo})
-    releases, imports, max_scores = {}, {}, {}
+    releases, records, imports, max_scores = {}, {}, {}, {}
     for a in assignments:
         src = nbformat.read(source_notebook(a), as_version=4)
         max_scores[a] = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in src.cells
@@ -612,6 +617,7 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
         if a in used:
             ensure_assignment(a, db_url, opts.config_dir)
             releases[a] = release_notebook(a, db_url, opts.config_dir)
+            records[a] = integrity.ReleaseRecord.read(db_url, a)
             imports[a] = integrity.notebook_imports(src)
     runnable = []
     for job in todo:
@@ -620,7 +626,7 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
         try:
             nb = integrity.load(job.path)
             nb, job.findings = integrity.repair(nb, releases[job.assignment])
-            job.nb = integrity.sanitize(nb, job.assignment, job.student, db_url)
+            job.nb = integrity.sanitize(nb, job.assignment, job.student, db_url, records[job.assignment])
             runnable.append(job)
         except integrity.InvalidSubmission as err:
             job.status, job.message = "invalid", str(err)

@@ -81,3 +81,77 @@ def test_notebook_imports():
     assert integrity.notebook_imports(nb) == {
         "torch": ("torch", None), "nn": ("torch", "nn"), "F": ("torch.nn", "functional"),
         "np": ("numpy", None), "os": ("os", None)}
+
+
+def _tampered(release):
+    """A notebook that reaches the branches of OverwriteCells: an edited locked cell, changed points,
+    a flipped lock, an altered kernelspec."""
+    nb = copy.deepcopy(release)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    cells["corr2d_worked_example"].source = "pass"
+    cells["corr2d_output_shape"].metadata.nbgrader["points"] = 99
+    cells["corr2d_impl"].metadata.nbgrader["locked"] = True
+    nb.metadata["kernelspec"] = {"name": "evil", "display_name": "evil", "language": "python"}
+    return nb
+
+
+def _unknown_id(release):
+    """A grade cell whose id the gradebook does not know (OverwriteCells drops the id: invalid)."""
+    nb = copy.deepcopy(release)
+    next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")).metadata.nbgrader["grade_id"] = "nope"
+    return nb
+
+
+@pytest.mark.parametrize("which", ["untouched", "solved", "tampered", "unknown_id"])
+def test_sanitize_with_the_release_record_is_nbgraders_own(course_config, release, which):
+    """Check that sanitize on the release record (read once per run) gives byte for byte the
+    notebook nbgrader's own preprocessors give, querying the gradebook per cell."""
+    db_url = f"sqlite:///{course_config}/gradebook.db"
+    nb = {"untouched": lambda: submissions.untouched(A), "solved": lambda: submissions.solved(A),
+          "tampered": lambda: _tampered(release), "unknown_id": lambda: _unknown_id(release)}[which]()
+    record = integrity.ReleaseRecord.read(db_url, A)
+
+    def outcome(*extra):
+        try:
+            return nbformat.writes(integrity.sanitize(copy.deepcopy(nb), A, "s1", db_url, *extra))
+        except Exception as err:  # noqa: BLE001 - compared
+            return f"{type(err).__name__}: {err}"
+    assert outcome(record) == outcome()
+    if which == "unknown_id":
+        assert outcome(record).startswith("ValidationError")
+        return
+    ours = nbformat.reads(outcome(record), as_version=4)
+    if which == "tampered":
+        assert ours.metadata["kernelspec"]["name"] != "evil"
+        fixed = {c.metadata.nbgrader.get("grade_id"): c for c in ours.cells if c.metadata.get("nbgrader")}
+        assert fixed["corr2d_worked_example"].source != "pass"
+        assert fixed["corr2d_output_shape"].metadata.nbgrader["points"] != 99
+
+
+def test_the_release_record_answers_like_the_gradebook(course_config):
+    """Check that the record finds the release's cells and raises MissingEntry for others."""
+    from nbgrader.api import Gradebook, MissingEntry
+    db_url = f"sqlite:///{course_config}/gradebook.db"
+    record = integrity.ReleaseRecord.read(db_url, A)
+    with Gradebook(db_url) as gb:
+        for name in record.source:
+            cell = gb.find_source_cell(name, A, A)
+            assert (record.find_source_cell(name, A, A).checksum, record.find_source_cell(name, A, A).locked) \
+                == (cell.checksum, cell.locked)
+        assert record.find_graded_cell("corr2d_output_shape", A, A).max_score == \
+            gb.find_graded_cell("corr2d_output_shape", A, A).max_score
+    with pytest.raises(MissingEntry):
+        record.find_source_cell("no_such_cell", A, A)
+    with pytest.raises(MissingEntry):
+        record.find_graded_cell("corr2d_output_shape", "another_notebook", A)
+
+
+def test_metadata_validation_still_rejects_corrupt_metadata():
+    """Check that nbgrader's metadata check (its schema now checked once) still fails on bad metadata."""
+    from nbgrader.nbgraderformat import MetadataValidator, ValidationError
+    nb = submissions.untouched(A)
+    MetadataValidator().validate_nb(nb)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    cell.metadata.nbgrader["points"] = "many"
+    with pytest.raises(ValidationError):
+        MetadataValidator().validate_nb(nb)
