@@ -27,7 +27,8 @@ reach the pipes), starts no thread and no ZeroMQ context (it checks /proc/self/t
 fork), keeps '' and the working folder out of sys.path, and does nothing else. A student process
 can still signal it (same uid); the grader notices a dead or silent zygote and starts a new sandbox.
 
-The forked child: new session, default signal handlers, PR_SET_PDEATHSIG (SIGKILL when the zygote
+The forked child: new session, a fresh Python process's signal handlers (SIGINT raises
+KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored, the rest default), PR_SET_PDEATHSIG (SIGKILL when the zygote
 dies), dumpable again (like any kernel), a new session keyring, stdin/stdout/stderr on /dev/null,
 the pipes closed, NumPy's and PyTorch's random generators reseeded (else every kernel would share
 the zygote's state), cwd /tmp, then ipykernel's IPKernelApp in-process on the connection file the
@@ -268,6 +269,8 @@ def child(connection=None, shell=None):
         except (OSError, ValueError):
             pass
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):    # as Python sets them at startup: a write to a
+        signal.signal(sig, signal.SIG_IGN)          # closed socket raises BrokenPipeError (not a kill)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != ZYGOTE_PID:          # the zygote died between fork and prctl
         os._exit(1)

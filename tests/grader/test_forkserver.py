@@ -169,6 +169,18 @@ def test_zygote_alone_kills_and_wipes_everything(server):
     k.client.stop_channels()
 
 
+def test_a_forked_kernel_has_a_fresh_pythons_signal_handlers(server):
+    """Check that a forked kernel ignores SIGPIPE and SIGXFSZ, as Python does at startup: a write
+    to a socket the grader already closed raises BrokenPipeError instead of killing the kernel."""
+    k = _kernel(server)
+    out = _run(k, "import signal, socket\n"
+                  "print([signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGPIPE, signal.SIGXFSZ)])\n"
+                  "a, b = socket.socketpair()\nb.close()\n"
+                  "try:\n    a.sendall(b'x' * 100000)\nexcept BrokenPipeError:\n    print('BrokenPipeError')\n")
+    assert out.split() == ["[True,", "True]", "BrokenPipeError"], out
+    k.stop()
+
+
 KEYS = r"""
 import ctypes, platform
 libc = ctypes.CDLL(None, use_errno=True)
