@@ -85,7 +85,8 @@ class OutputBudget:
 
 
 class _Collecting:
-    """Output caps and the flood limit, shared by Kernel and Shell (`self.process` is theirs)."""
+    """What Kernel and Shell share: waiting for the process to start, the warm preamble, output
+    caps and the flood limit (`self.process` is theirs)."""
     process: SandboxedKernel
 
     def _collect(self, msg: dict, outputs: list, kept: list, budget: OutputBudget) -> None:
@@ -125,6 +126,34 @@ class _Collecting:
         if not p.alive():
             raise KernelDied("crashed", f"the kernel exited (code {p.exit_code()})")
 
+    def ready(self, timeout: float = 60.0) -> None:
+        """Wait until the process answers, then run the warm preamble (imports). If either fails,
+        it is stopped before the error is raised."""
+        try:
+            self._ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until(self, started: Callable[[], bool], deadline: float, what: str) -> None:
+        """Call `started()` (one short wait for a sign of life) until it is true; KernelDied
+        ("crashed") if the process dies or the deadline passes first."""
+        while not started():
+            try:
+                self._check_alive()
+            except KernelDied as died:
+                raise KernelDied("crashed", f"{what} did not start ({died})") from None
+            if time.monotonic() >= deadline:
+                self.process.kill("timeout")
+                raise KernelDied("crashed", f"{what} did not start (timeout)")
+
+    def _warm(self, deadline: float) -> None:
+        t = time.monotonic()
+        reply = self.run(WARM_PREAMBLE.format(nproc=self.process.limits.nproc), deadline=deadline, silent=True)
+        if reply.status != "ok":
+            raise KernelDied("crashed", f"the warm preamble failed: {reply.ename}: {reply.evalue}")
+        self.timings["imports"] = time.monotonic() - t
+
 
 @dataclass
 class Kernel(_Collecting):
@@ -159,50 +188,31 @@ class Kernel(_Collecting):
         k.timings["spawn"] = time.monotonic() - t0      # bubblewrap started, or kernel forked
         return k
 
-    def ready(self, timeout: float = 60.0) -> None:
-        """Wait until the kernel answers, then run the warm preamble (imports). If either fails,
-        the kernel is stopped before the error is raised."""
-        try:
-            self._ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
     def _ready(self, timeout: float) -> None:
         t0 = time.monotonic()
-        deadline = t0 + timeout
         # Ready means: a kernel_info reply on shell AND a message on iopub. A kernel that comes up
         # fast (a forked one) may answer before our iopub subscription is connected, and PUB
         # drops what no subscriber gets: without the second condition a later "idle" is lost.
-        replied = seen_iopub = False
-        while not (replied and seen_iopub):
-            try:
-                self._check_alive()
-            except KernelDied as died:
-                raise KernelDied("crashed", f"the kernel did not start ({died})") from None
-            if time.monotonic() >= deadline:
-                self.process.kill("timeout")
-                raise KernelDied("crashed", "the kernel did not start (timeout)")
+        seen = {"reply": False, "iopub": False}
+
+        def started() -> bool:
             msg_id = self.client.kernel_info()
             step = time.monotonic() + 0.25
-            while time.monotonic() < step and not (replied and seen_iopub):
+            while time.monotonic() < step and not all(seen.values()):
                 for channel in (self.client.shell_channel, self.client.iopub_channel):
                     try:
                         msg = channel.get_msg(timeout=0.02)
                     except (queue.Empty, ValueError, KeyError, TypeError):
                         continue
                     if channel is self.client.iopub_channel:
-                        seen_iopub = True
+                        seen["iopub"] = True
                     elif msg["parent_header"].get("msg_id") == msg_id:
-                        replied = True
+                        seen["reply"] = True
+            return all(seen.values())
+        self._wait_until(started, t0 + timeout, "the kernel")
         self.drain_iopub()
         self.timings["kernel_start"] = time.monotonic() - t0
-        t1 = time.monotonic()
-        reply = self.run(WARM_PREAMBLE.format(nproc=self.process.limits.nproc), deadline=deadline,
-                         silent=True)
-        if reply.status != "ok":
-            raise KernelDied("crashed", f"the warm preamble failed: {reply.ename}: {reply.evalue}")
-        self.timings["imports"] = time.monotonic() - t1
+        self._warm(t0 + timeout)
 
     def drain_iopub(self) -> None:
         while True:
@@ -326,12 +336,9 @@ class Kernel(_Collecting):
             while True:
                 channel, reply = self._next([c.shell_channel, c.iopub_channel], deadline, fd=listener.fileno())
                 if channel == listener.fileno():
-                    sock, _ = listener.accept()
-                    peer = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-                    if peer in tree_pids(self.process):
-                        self.calls = _Frames(sock)
+                    self.calls = _accept_from(listener, self.process)
+                    if self.calls is not None:
                         return
-                    sock.close()
                 elif channel is c.shell_channel and reply["parent_header"].get("msg_id") == self.calls_msg:
                     self.process.kill("crashed")
                     raise KernelDied("crashed", f"the student's kernel did not serve the calls: "
@@ -421,41 +428,21 @@ class Shell(_Collecting):
         shell.timings["spawn"] = time.monotonic() - t0
         return shell
 
-    def ready(self, timeout: float = 60.0) -> None:
-        """Accept the shell's connection, then run the warm preamble; stopped if either fails."""
-        try:
-            self._ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
     def _ready(self, timeout: float) -> None:
+        """Accept the shell's connection (from its own process only), its hello, then the warm preamble."""
         t0 = time.monotonic()
         deadline = t0 + timeout
-        while self.frames is None:
-            try:
-                self._check_alive()
-            except KernelDied as died:
-                raise KernelDied("crashed", f"the examiner did not start ({died})") from None
-            if time.monotonic() >= deadline:
-                self.process.kill("timeout")
-                raise KernelDied("crashed", "the examiner did not start (timeout)")
+
+        def started() -> bool:
             if select.select([self.listener], [], [], 0.05)[0]:
-                sock, _ = self.listener.accept()
-                pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
-                if pid in tree_pids(self.process):
-                    self.frames = _Frames(sock)
-                else:
-                    sock.close()
+                self.frames = _accept_from(self.listener, self.process)
+            return self.frames is not None
+        self._wait_until(started, deadline, "the examiner")
         self.listener.close()
         if self._recv(deadline).get("op") != "hello":
             raise KernelDied("crashed", "the examiner did not say hello")
         self.timings["kernel_start"] = time.monotonic() - t0
-        t1 = time.monotonic()
-        reply = self.run(WARM_PREAMBLE.format(nproc=self.process.limits.nproc), deadline=deadline, silent=True)
-        if reply.status != "ok":
-            raise KernelDied("crashed", f"the warm preamble failed: {reply.ename}: {reply.evalue}")
-        self.timings["imports"] = time.monotonic() - t1
+        self._warm(deadline)
 
     def _send(self, msg: dict) -> None:
         try:
@@ -516,6 +503,17 @@ class Shell(_Collecting):
         if self.on_stop is not None:
             on_stop, self.on_stop = self.on_stop, None
             on_stop()
+
+
+def _accept_from(listener: socket.socket, process: SandboxedKernel) -> "_Frames | None":
+    """The next connection on `listener` if it comes from `process` or its children (the peer's
+    pid, SO_PEERCRED), else None (and that connection is closed)."""
+    sock, _ = listener.accept()
+    pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+    if pid in tree_pids(process):
+        return _Frames(sock)
+    sock.close()
+    return None
 
 
 class _Frames:
