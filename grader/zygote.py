@@ -67,7 +67,9 @@ def _warm():
     import warnings
     warnings.filterwarnings("ignore", module="matplotlib")
     import numpy, torch, torch.nn.functional, torch.testing, matplotlib  # noqa: F401,E401
-    import torch.fx.experimental.symbolic_shapes  # noqa: F401 (SymPy: autograd's first grad_outputs)
+    # SymPy: autograd's first call with grad_outputs (each backward round trip), and torch.testing
+    # on the first failed comparison (every examiner that shows a failed test)
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401
     matplotlib.use("Agg")
     import matplotlib.pyplot, convlab, IPython  # noqa: F401,E401
     if not _shell_module():                 # a zygote for Jupyter kernels (the students')
