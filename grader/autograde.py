@@ -57,6 +57,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -143,6 +144,7 @@ class Job:
     message: str = ""
     nb: nbformat.NotebookNode | None = None
     findings: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)   # the grader's own work on it (main thread)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +412,7 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
         status = "tampered"
     else:
         status = "graded"
+    t = time.monotonic()
     if job.nb is not None and status != "error":
         try:
             with warnings.catch_warnings():
@@ -417,6 +420,7 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
                 _save_to_gradebook(job, gb)
             dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
             write_atomic(dest, nbformat.writes(job.nb))
+            job.timings["record"] = time.monotonic() - t
         except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
             status, died, cells = "error", "grader", []
             job.message = f"could not record the grade: {type(err).__name__}: {err}"
@@ -430,7 +434,7 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
         "status": status,
         "score": sum(c["score"] for c in cells),
         "max_score": sum(c["max_score"] for c in cells) if cells else max_scores[job.assignment],
-        "messages": messages, "cells": cells, "timings": timings,
+        "messages": messages, "cells": cells, "timings": {**timings, **job.timings} if timings else timings,
     }
     write_atomic(result_path(opts.out, job, status), json.dumps(result, indent=1))
     return result
@@ -623,10 +627,12 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
     for job in todo:
         if job.status:
             continue
+        t = time.monotonic()
         try:
             nb = integrity.load(job.path)
             nb, job.findings = integrity.repair(nb, releases[job.assignment])
             job.nb = integrity.sanitize(nb, job.assignment, job.student, db_url, records[job.assignment])
+            job.timings["prepare"] = time.monotonic() - t
             runnable.append(job)
         except integrity.InvalidSubmission as err:
             job.status, job.message = "invalid", str(err)

@@ -3,7 +3,9 @@
 Generates N synthetic submissions of an assignment (correct, wrong, untouched and crashing ones,
 in a fixed mix) in a temporary course with its own gradebook, grades them with both, and prints
 each throughput, the ratio, and where our time goes (mean per submission: kernel start, imports,
-the student kernel's cells, the examiner's cells, the proxy round trips between them, teardown). By default our autograde uses fork servers (grader/forkserver.py: the
+the student kernel's cells, the examiner's cells, the proxy round trips between them, teardown,
+and the grader's own work in its main thread: reading, checking and sanitizing the notebook before
+the workers start, saving the grades and files after). By default our autograde uses fork servers (grader/forkserver.py: the
 imports are paid once per worker, when its sandbox starts); --per-kernel-too also times the
 per-kernel sandboxes (`autograde --no-fork-server`). Figures only: nothing here asserts timings.
 """
@@ -128,7 +130,8 @@ def _ours(args, tmp: Path, course: Path, label: str, fork_server: bool, nb_rate:
                        ("examiner_start", "examiner start (in parallel)"),
                        ("setup", "files + agents"), ("student", "student kernel: its cells"),
                        ("examiner", "examiner: instructor cells"), ("round_trips", "proxy round trips"),
-                       ("teardown", "teardown (kill + reset)")):
+                       ("teardown", "teardown (kill + reset)"),
+                       ("prepare", "grader: read, check, sanitize"), ("record", "grader: gradebook + files")):
         values = [t[key] for t in timings if key in t]
         if values:
             print(f"  {label:30s} {statistics.mean(values):6.2f} s")
