@@ -434,7 +434,7 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
         "status": status,
         "score": sum(c["score"] for c in cells),
         "max_score": sum(c["max_score"] for c in cells) if cells else max_scores[job.assignment],
-        "messages": messages, "cells": cells, "timings": {**timings, **job.timings} if timings else timings,
+        "messages": messages, "cells": cells, "timings": {**timings, **job.timings},
     }
     write_atomic(result_path(opts.out, job, status), json.dumps(result, indent=1))
     return result
@@ -463,12 +463,9 @@ class _SaveAutoGrades(SaveAutoGrades):
     def save(self, gb: Gradebook, nb: nbformat.NotebookNode, assignment: str, student: str) -> None:
         self.gradebook, self.notebook_id, self.assignment_id, self.student_id = gb, assignment, assignment, student
         commit, gb.db.commit = gb.db.commit, gb.db.flush      # what SaveAutoGrades calls per cell
-        try:
+        try:                                                  # (a failure: the caller rolls back)
             for i, cell in enumerate(nb.cells):
                 self.preprocess_cell(cell, {}, i)
-        except BaseException:
-            gb.db.rollback()
-            raise
         finally:
             del gb.db.commit
         commit()

@@ -167,7 +167,7 @@ class ReleaseRecord:
     def __init__(self, gb: Gradebook, assignment: str) -> None:
         nb = gb.find_notebook(assignment, assignment)
         self.assignment = assignment
-        self.kernelspec = nb.kernelspec
+        self.kernelspec = nb.kernelspec       # JSON text (OverwriteKernelspec parses it per notebook)
         self.source = {c.name: SimpleNamespace(name=c.name, cell_type=c.cell_type, locked=c.locked,
                                                checksum=c.checksum, source=c.source) for c in nb.source_cells}
         self.graded = {c.name: SimpleNamespace(name=c.name, max_score=c.max_score)
@@ -196,8 +196,9 @@ class _OverwriteKernelspec(OverwriteKernelspec):
         self.release = release
 
     def preprocess(self, nb, resources):
-        if self.release.kernelspec and json.loads(self.release.kernelspec):
-            nb.metadata["kernelspec"] = json.loads(self.release.kernelspec)
+        kernelspec = json.loads(self.release.kernelspec) if self.release.kernelspec is not None else None
+        if kernelspec:
+            nb.metadata["kernelspec"] = kernelspec
         return nb, resources
 
 

@@ -278,3 +278,34 @@ def test_fork_servers_import_torchdynamo_only_for_assignments_that_use_it():
     assert autograde.zygote_warm(["06_small_cnn"]) == ("torch._dynamo",)
     assert autograde.zygote_warm(["01_cross_correlation"]) == ()
     assert autograde.zygote_warm(["01_cross_correlation", "06_small_cnn"]) == ("torch._dynamo",)
+
+
+def test_a_failed_save_leaves_the_runs_gradebook_usable(tmp_path, course_config):
+    """Check that when saving one submission's grades fails (status error), none of its scores
+    stay in the run's shared gradebook session, and the next submission's grades are saved."""
+    from nbgrader.api import Gradebook
+    from grader import integrity
+    db_url = f"sqlite:///{course_config}/gradebook.db"
+    opts = autograde.Options(out=tmp_path / "out", config_dir=course_config, progress=False)
+    record = integrity.ReleaseRecord.read(db_url, A)
+    jobs = {}
+    for student in ("broken_save", "good_save"):
+        path = tmp_path / "subs" / student / A / f"{A}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(submissions.solved(A), path)
+        job = autograde.Job(student, A, path)
+        job.nb = integrity.sanitize(submissions.solved(A), A, student, db_url, record)
+        jobs[student] = job
+    bad = [c for c in jobs["broken_save"].nb.cells if c.metadata.get("nbgrader", {}).get("grade")][-1]
+    bad.metadata.nbgrader["grade_id"] = "not_in_the_gradebook"     # SaveAutoGrades: MissingEntry, after
+                                                                    # the other cells' scores were written
+    with Gradebook(db_url) as gb:
+        results = {s: autograde.record(j, None, {}, gb, opts, {A: 19}) for s, j in jobs.items()}
+    assert results["broken_save"]["status"] == "error"
+    assert any("could not record the grade" in m for m in results["broken_save"]["messages"])
+    assert results["good_save"]["status"] == "graded"
+    with Gradebook(db_url) as gb:
+        saved = gb.find_submission_notebook(A, A, "good_save")
+        assert saved.score == results["good_save"]["score"] > 0
+        broken = gb.find_submission_notebook(A, A, "broken_save")
+        assert [g.auto_score for g in broken.grades] == [None] * len(broken.grades)   # none of its scores
