@@ -10,9 +10,10 @@
 Modules: course (paths and the nbgrader command line), release, execute, submissions (test
 submissions), autograde (orchestration, gradebook, grades.csv), integrity (test cells vs the
 release, nbgrader's sanitizing), monkeypatch (static scan for patching), forkserver and zygote
-(long-lived sandboxes forking kernels), sandbox (bubblewrap, limits), kernel (the Jupyter
-protocol, and the examiner shell's), examination (one submission: the student kernel and the
-examiner, the relay of proxy calls), examiner_shell (the examiner's process: an IPython shell on a
-socket, no Jupyter kernel), examiner (trusted, inside it: proxies and verdicts), student_agent
-(inside the student kernel: serves the proxies), wire (the data that crosses), feedback, bench.
+(long-lived sandboxes forking kernels), sandbox (bubblewrap, limits), kernel (the grader's side
+of a sandboxed process: cells, capped outputs, calls), shell (that process: an IPython shell on a
+socket, the student kernel's or the examiner's; no Jupyter kernel), examination (one submission:
+the student kernel and the examiner, the relay of proxy calls), examiner (trusted, inside the
+examiner: proxies and verdicts), student_agent (inside the student kernel: serves the proxies),
+wire (the data that crosses), feedback, bench.
 """

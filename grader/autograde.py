@@ -75,13 +75,13 @@ from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_
 from . import monkeypatch
 from .examination import CALL_TIMEOUT, Examination, is_instructor
 from .forkserver import ForkServerPool
-from .kernel import Kernel, KernelDied, Shell
+from .kernel import KernelDied, Shell
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
 STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing", "error")
 # The code whose change re-grades everything (`code_fingerprint`), and the packages whose versions do.
 CODE_FOLDERS = (ROOT / "grader", ROOT / "convlab")
-PACKAGES = ("torch", "numpy", "nbgrader", "nbformat", "ipykernel", "jupyter_client")
+PACKAGES = ("torch", "numpy", "nbgrader", "nbformat", "IPython")
 # KernelDied reasons -> status. "grader": the grader failed before the student's code ran.
 DEATH_STATUS = {"timeout": "timeout", "memory": "memory", "disk": "memory", "flood": "crashed",
                 "crashed": "crashed", "killed": "crashed", "grader": "error", "call_timeout": "timeout"}
@@ -296,8 +296,8 @@ class KernelPool:
     """Kernels started and warmed up ahead of time: `spares` boots in flight at most, and never
     more than the jobs that still need one."""
 
-    def __init__(self, scratch: Path, opts: Options, needed: int, kind: type = Kernel) -> None:
-        self.scratch, self.opts, self.kind = scratch, opts, kind
+    def __init__(self, scratch: Path, opts: Options, needed: int, role: str) -> None:
+        self.scratch, self.opts, self.role = scratch, opts, role
         self.limits = Limits(memory=opts.memory)
         self.spares = opts.workers
         self.remaining = needed
@@ -306,8 +306,8 @@ class KernelPool:
         self.boot = ThreadPoolExecutor(max_workers=max(2, opts.workers), thread_name_prefix="boot")
         self._top_up()
 
-    def _start(self) -> Kernel:
-        k = self.kind.start(self.scratch, sandbox=self.opts.sandbox, limits=self.limits)
+    def _start(self) -> Shell:
+        k = Shell.start(self.scratch, role=self.role, sandbox=self.opts.sandbox, limits=self.limits)
         k.ready()
         return k
 
@@ -316,7 +316,7 @@ class KernelPool:
             self.booting.append(self.boot.submit(self._start))
             self.remaining -= 1
 
-    def acquire(self) -> Kernel:
+    def acquire(self) -> Shell:
         with self.lock:
             if not self.booting:
                 self.remaining += 1
@@ -344,7 +344,7 @@ class KernelPool:
 # ---------------------------------------------------------------------------------------------
 # grading one submission (worker thread)
 
-def execute(job: Job, student: Kernel, examiner: Kernel, imports: dict, opts: Options) -> tuple[str | None, dict]:
+def execute(job: Job, student: Shell, examiner: Shell, imports: dict, opts: Options) -> tuple[str | None, dict]:
     """Grade the sanitized notebook with two kernels (grader/examination.py: the student's code in
     `student`, the instructor's cells and every verdict in `examiner`). Fills the cells' outputs in
     job.nb; returns (death reason or None, timings)."""
@@ -596,14 +596,14 @@ def _cached(jobs: list[Job], opts: Options) -> tuple[dict, list[Job]]:
 
 
 def _start_pools(opts: Options, needed: int, warm: tuple[str, ...]) -> tuple[Path, list]:
-    """A scratch folder and the two sources of kernels: one for student kernels (Jupyter kernels),
-    one for examiners (IPython shells, grader/examiner_shell.py)."""
+    """A scratch folder and the two sources of kernels (both IPython shells, grader/shell.py): one
+    for student kernels, one for examiners."""
     scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-"))
     os.chmod(scratch, 0o711)
     if opts.sandbox and opts.fork_server:
         return scratch, [ForkServerPool(scratch, workers=opts.workers, limits=Limits(memory=opts.memory),
-                                        warm=warm, kind=kind) for kind in (Kernel, Shell)]
-    return scratch, [KernelPool(scratch, opts, needed, kind) for kind in (Kernel, Shell)]
+                                        warm=warm, role=role) for role in ("student", "examiner")]
+    return scratch, [KernelPool(scratch, opts, needed, role) for role in ("student", "examiner")]
 
 
 def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]):

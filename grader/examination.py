@@ -17,24 +17,21 @@ student kernel is killed), and answers the
 examiner with {"from": "student", "raw": <the student's answer>} or, when the grader itself has
 something to say (time limit, dead kernel), {"from": "grader", "message": ...}: the student's
 answer is carried as a string the examiner decodes strictly, so it can never pass for the
-grader's word. The examiner checks that each answer carries its call's id. The calls between
-two student cells go over one Unix socket the agent connects to (`_open_calls`: one
-`convlab_request` shell message starts the series, the next student cell ends it), so each call
-costs no Jupyter message.
+grader's word. The examiner checks that each answer carries its call's id. Each call is one
+frame to the student kernel's shell and one answer frame back (grader/shell.py), ~1 ms.
 """
 from __future__ import annotations
 
 import ast
 import builtins
 import json
-import secrets
 import shutil
 import time
 from pathlib import Path
 
-from . import integrity, sandbox
+from . import integrity
 from .course import SOLUTIONS
-from .kernel import CallTimeout, Kernel, KernelDied, OutputBudget, Reply
+from .kernel import CallTimeout, KernelDied, OutputBudget, Reply, Shell
 
 HERE = Path(__file__).parent
 SOURCES = {name: (HERE / f"{name}.py").read_text() for name in ("wire", "student_agent", "examiner")}
@@ -97,7 +94,7 @@ def wanted_names(nb, imports: dict) -> list[str]:
 class Examination:
     """The two kernels of one submission and the cells between them."""
 
-    def __init__(self, job, student: Kernel, examiner: Kernel, imports: dict, *, timeout: float,
+    def __init__(self, job, student: Shell, examiner: Shell, imports: dict, *, timeout: float,
                  sandbox: bool, call_timeout: float = CALL_TIMEOUT) -> None:
         self.job, self.student, self.examiner, self.imports = job, student, examiner, imports
         self.sandbox, self.call_timeout = sandbox, call_timeout
@@ -137,7 +134,6 @@ class Examination:
 
     def _in_student(self, cell) -> None:
         t = time.monotonic()
-        self._close_calls()
         reply = self.student.run(cell.source, deadline=self.deadline, budget=self.budget)
         cell.outputs, cell.execution_count = reply.outputs, reply.execution_count
         self.bound = None
@@ -181,26 +177,12 @@ class Examination:
             raise _GraderSays("not run: the student's kernel has stopped")
         end = min(self.deadline, time.monotonic() + self.call_timeout)
         try:
-            if self.student.calls is None:
-                self._open_calls(end)
             return self.student.call(prompt, deadline=end, budget=self.budget, kill=end >= self.deadline)
         except CallTimeout:
             return self._interrupt()
         except KernelDied as died:
             self.student_died = died
             raise _GraderSays(f"the student's kernel stopped during the call ({died.reason})") from None
-
-    def _open_calls(self, deadline: float) -> None:
-        """The agent serves the calls until the next student cell over a socket in the student
-        sandbox's shared folder (a random name: the student can see that folder)."""
-        name = f"calls-{secrets.token_hex(8)}.sock"
-        listener = sandbox.listen(self.student.process.workdir / name)
-        inside = f"{sandbox.KERNEL_DIR}/{name}" if self.sandbox else str(self.student.process.workdir / name)
-        self.student.open_calls(listener, inside, deadline=deadline)
-
-    def _close_calls(self) -> None:
-        if self.student.calls is not None:
-            self.student.close_calls(deadline=self.deadline, budget=self.budget)
 
     def _interrupt(self) -> str:
         """A call over its time limit: interrupt it; kill the student kernel if that fails."""
@@ -237,18 +219,18 @@ class Examination:
         self._install(self.examiner, [("_convlab_wire", SOURCES["wire"]),
                                       ("_convlab_examiner_src", SOURCES["examiner"])], install)
 
-    def _install(self, kernel: Kernel, modules: list, install: str) -> None:
+    def _install(self, kernel: Shell, modules: list, install: str) -> None:
         code = BOOT.format(modules=modules, workdir=self._workdir(kernel), install=install)
         reply = kernel.run(code, deadline=self.deadline, silent=True, user_expressions={"g": "_convlab_boot()"})
         answer = reply.user_expressions.get("g", {})
         if reply.status != "ok" or answer.get("status") != "ok":
             raise KernelDied("crashed", f"the trusted preamble failed: {reply.ename}: {reply.evalue} {answer}")
 
-    def _workdir(self, kernel: Kernel) -> str:
+    def _workdir(self, kernel: Shell) -> str:
         a = self.job.assignment
         return f"/tmp/{a}" if self.sandbox else str(kernel.process.workdir / a)
 
-    def _files(self, kernel: Kernel, *, include_student: bool) -> str:
+    def _files(self, kernel: Shell, *, include_student: bool) -> str:
         """Copy the submission's files (student kernel only) and the assignment's own files into
         the kernel's shared folder; return that folder as the kernel sees it."""
         dest = kernel.process.workdir / "in"

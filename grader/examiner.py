@@ -1,7 +1,7 @@
 """Trusted code that runs INSIDE the examiner (its source is sent by grader/examination.py):
 the proxies through which the instructor's test cells reach the student's code.
 
-The examiner is a second process per submission (an IPython shell, grader/examiner_shell.py), in
+The examiner is a second process per submission (an IPython shell, grader/shell.py), in
 its own sandbox (another pid namespace and, as root, another uid than the student kernel's), in
 which no student code ever runs: it executes
 the release's read-only and test cells, computes the reference answers and the verdicts. Each
@@ -407,7 +407,7 @@ class Examiner:
 
     def __init__(self, shell, imports, wanted, sources):
         self.shell, self.wanted, self.bound = shell, list(wanted), set()
-        # input(): the examiner's shell (grader/examiner_shell.py) sends it to the grader
+        # input(): the examiner's shell (grader/shell.py) sends it to the grader
         self.link = Link(__import__("builtins").input, sources)
         shell.run_line_magic("xmode", "Plain")       # a test's traceback: no slow context rendering
         import importlib

@@ -1,13 +1,13 @@
 """Fork servers: one long-lived sandbox per worker whose trusted main process (the zygote,
-grader/zygote.py) has imported PyTorch, matplotlib, convlab and ipykernel once, and forks a fresh
+grader/zygote.py) has imported PyTorch, matplotlib, convlab and IPython once, and forks a fresh
 kernel for each submission, so the ~3 s of CPU-bound imports are paid once per worker instead of
 once per submission.
 
 Same sandbox as the per-kernel path (grader/sandbox.py `bwrap_prefix`: no network, read-only
 binds, private /tmp, fresh unprivileged uid when root, no capabilities, --die-with-parent), same
-kernel protocol (grader/kernel.py: connection file over IPC sockets in the shared folder, one
-deadline, output caps). autograde uses two pools, one forking student kernels and one forking
-examiners (grader/examination.py), so the two never share a sandbox.
+protocol (grader/kernel.py: frames over a Unix socket in the shared folder, one deadline, output
+caps). autograde uses two pools, one forking student kernels and one forking examiners
+(grader/examination.py), so the two never share a sandbox.
 
 Between two submissions on the same worker (`ForkServerPool._release`, `ForkServer.reset`), in this order:
 
@@ -15,7 +15,7 @@ Between two submissions on the same worker (`ForkServerPool._release`, `ForkServ
 2. the zygote SIGKILLs every other process of the sandbox (pid namespace), reaps them, checks none
    is left, removes System V IPC objects, empties the uid's keyrings and /tmp and /dev/shm
    (grader/zygote.py);
-3. the grader empties the shared IPC folder (sockets, connection file, the submission's files).
+3. the grader empties the shared IPC folder (the socket, the submission's files).
 
 If any step fails, times out (`RESET_TIMEOUT`), or the zygote died or does not answer (a student
 process can signal it: same uid), the whole sandbox is SIGKILLed and a new one started for the
@@ -41,10 +41,9 @@ import time
 from pathlib import Path
 
 import psutil
-from jupyter_client.connect import write_connection_file
 
 from . import sandbox
-from .kernel import Kernel, KernelDied, Shell
+from .kernel import KernelDied, Shell
 from .sandbox import KERNEL_DIR, PYTHON, Limits, SandboxedKernel, SandboxUnavailable
 
 ZYGOTE_SOURCE = (Path(__file__).parent / "zygote.py").read_text()
@@ -72,7 +71,7 @@ def _nspid(pid: int) -> int | None:
 class ForkServer:
     """One sandbox running one zygote; forks one kernel at a time (not thread-safe: one worker)."""
 
-    def __init__(self, scratch: Path, *, limits: Limits, warm: tuple[str, ...] = (), shell: bool = False) -> None:
+    def __init__(self, scratch: Path, *, role: str, limits: Limits, warm: tuple[str, ...] = ()) -> None:
         self.limits = limits
         self.workdir = Path(tempfile.mkdtemp(prefix="z", dir=scratch))   # shared IPC folder
         self.scratch = scratch
@@ -84,10 +83,9 @@ class ForkServer:
         self.kernel: ForkedKernel | None = None
         log = (open(scratch / f"{self.workdir.name}.log", "wb") if os.environ.get("CONVLAB_GRADER_DEBUG")
                else subprocess.DEVNULL)
-        env = {"CONVLAB_ZYGOTE_WARM": ",".join(warm)}
-        if shell:                            # it forks examiners: grader/examiner_shell.py
-            env["CONVLAB_SHELL_SOURCE"] = sandbox.SHELL_SOURCE
-        env = sandbox.kernel_env(env)        # (bubblewrap clears the rest: passed with --setenv)
+        self.role = role                     # what it forks: "student" kernels or "examiner"s
+        env = sandbox.kernel_env({"CONVLAB_ZYGOTE_WARM": ",".join(warm), "CONVLAB_ZYGOTE_ROLE": role,
+                                  "CONVLAB_SHELL_SOURCE": sandbox.SHELL_SOURCE})        # (bubblewrap clears the rest: passed with --setenv)
         cmd = sandbox.bwrap_prefix(self.workdir, uid=self.uid, env=env) + [str(PYTHON), "-c", ZYGOTE_SOURCE]
         self.proc = subprocess.Popen(cmd, env=env,
                                      stdin=subprocess.PIPE,
@@ -142,31 +140,9 @@ class ForkServer:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def fork(self) -> "ForkedKernel":
-        """Write a connection file in the shared folder and have the zygote fork a kernel on it."""
-        self.forks += 1
-        n = self.forks
-        key = os.urandom(16).hex()
-        _, info = write_connection_file(
-            str(self.workdir / f"connection-{n}.json"), transport="ipc", ip=f"{KERNEL_DIR}/s{n}",
-            key=key.encode(), shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5,
-            kernel_name="python3")
-        info = dict(info)
-        info["ip"] = f"{self.workdir}/s{n}"
-        if isinstance(info.get("key"), bytes):
-            info["key"] = info["key"].decode()
-        os.chmod(self.workdir / f"connection-{n}.json", 0o644)
-        answer = self._ask(FORK_TIMEOUT, op="fork", connection=f"{KERNEL_DIR}/connection-{n}.json")
-        if not answer.get("ok"):
-            raise ForkServerDied(f"the zygote refused to fork: {answer}")
-        self.kernel = ForkedKernel(self._host_pid(answer["pid"]), self.workdir, info, self.limits,
-                                   server=self)
-        sandbox._MONITOR.watch(self.kernel)
-        return self.kernel
-
-    def fork_shell(self) -> tuple["ForkedKernel", "socket.socket"]:
-        """Have the zygote fork an examiner's shell (grader/examiner_shell.py) that connects to a
-        new socket in the shared folder; the process and the listening socket."""
+    def fork(self) -> tuple["ForkedKernel", "socket.socket"]:
+        """Have the zygote fork a shell (grader/shell.py) of its role that connects to a new
+        socket in the shared folder; the process and the listening socket."""
         self.forks += 1
         n = self.forks
         listener = sandbox.listen(self.workdir / f"x{n}.sock")
@@ -174,7 +150,7 @@ class ForkServer:
             answer = self._ask(FORK_TIMEOUT, op="fork", shell=f"{KERNEL_DIR}/x{n}.sock")
             if not answer.get("ok"):
                 raise ForkServerDied(f"the zygote refused to fork: {answer}")
-            self.kernel = ForkedKernel(self._host_pid(answer["pid"]), self.workdir, {}, self.limits, server=self)
+            self.kernel = ForkedKernel(self._host_pid(answer["pid"]), self.workdir, self.limits, server=self)
         except BaseException:
             listener.close()
             raise
@@ -209,9 +185,8 @@ class ForkServer:
 class ForkedKernel(SandboxedKernel):
     """A kernel forked by a zygote: `proc` is its host psutil.Process (a child of the zygote)."""
 
-    def __init__(self, proc: psutil.Process, workdir: Path, connection: dict, limits: Limits, *,
-                 server: ForkServer) -> None:
-        super().__init__(proc, workdir, connection, limits)     # type: ignore[arg-type]
+    def __init__(self, proc: psutil.Process, workdir: Path, limits: Limits, *, server: ForkServer) -> None:
+        super().__init__(proc, workdir, limits)     # type: ignore[arg-type]
         self.server = server
         self.returncode: int | None = None
 
@@ -259,15 +234,15 @@ class ForkedKernel(SandboxedKernel):
 
 class ForkServerPool:
     """One fork server per worker. `acquire()` gives a ready kernel forked from a clean server;
-    `Kernel.stop()` gives the server back (cleaned, or replaced by a new one if cleaning fails).
-    `warm`: modules the zygotes import besides their own list (e.g. torch._dynamo); `kind`: what
-    they fork, Jupyter kernels (`Kernel`, the students') or the examiner's shells (`Shell`)."""
+    `Shell.stop()` gives the server back (cleaned, or replaced by a new one if cleaning fails).
+    `warm`: modules the zygotes import besides their own list (e.g. torch._dynamo); `role`: what
+    they fork, "student" kernels or "examiner"s (both grader/shell.py)."""
 
     def __init__(self, scratch: Path, *, workers: int, limits: Limits, warm: tuple[str, ...] = (),
-                 kind: type = Kernel) -> None:
+                 role: str) -> None:
         from concurrent.futures import ThreadPoolExecutor
         import queue
-        self.scratch, self.limits, self.warm, self.kind = scratch, limits, warm, kind
+        self.scratch, self.limits, self.warm, self.role = scratch, limits, warm, role
         self.free: "queue.Queue[ForkServer | None]" = queue.Queue()
         self.lock = threading.Lock()
         self.servers: set[ForkServer] = set()
@@ -278,7 +253,7 @@ class ForkServerPool:
             self._boot.submit(self._start_into_free)
 
     def _start(self) -> ForkServer:
-        server = ForkServer(self.scratch, limits=self.limits, warm=self.warm, shell=self.kind is Shell)
+        server = ForkServer(self.scratch, role=self.role, limits=self.limits, warm=self.warm)
         with self.lock:
             if self.closed:
                 server.close()
@@ -299,7 +274,7 @@ class ForkServerPool:
             self.restarts += 1
 
     def acquire(self):
-        """A ready kernel (kernel.py's Kernel) on a clean fork server."""
+        """A ready shell (kernel.py's Shell) on a clean fork server."""
         waited = time.monotonic()
         server = self.free.get()            # at the start of a run: until a zygote has imported
         waited = time.monotonic() - waited
@@ -310,8 +285,7 @@ class ForkServerPool:
                         self._discard(server)
                     server = self._start()
                 t0 = time.monotonic()
-                k = (Shell.attach(*server.fork_shell(), t0) if self.kind is Shell
-                     else self.kind.attach(server.fork(), t0))
+                k = Shell.attach(*server.fork(), t0, role=self.role)
                 k.timings["server_wait"] = waited
                 k.on_stop = lambda s=server: self._release(s)
                 k.ready()

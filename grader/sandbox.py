@@ -1,4 +1,5 @@
-"""Start a Jupyter kernel inside a bubblewrap sandbox, watch its memory, kill it outright.
+"""Start a grading process (grader/shell.py: a student kernel or an examiner) inside a bubblewrap
+sandbox, watch its memory, kill it outright.
 
 What the sandbox gives a submission (and nothing else):
 
@@ -6,7 +7,7 @@ What the sandbox gives a submission (and nothing else):
   environment, the course's helper package (convlab/) and data/;
 * a private /tmp (tmpfs, size-limited) that is also the kernel's working folder (the submission
   is copied to /tmp/<assignment>);
-* one small writable folder shared with the grader: the kernel's IPC sockets and connection file;
+* one small writable folder shared with the grader: the Unix socket the grader talks to it on;
 * everything else read-only, the sandbox's own root included (`--remount-ro /` once the binds are
   set up): nothing can be created at the course's or any other path (/proc and /dev are the
   sandbox's own, private ones);
@@ -33,7 +34,7 @@ Two ways to use it:
 
 * fork server (the default, grader/forkserver.py + grader/zygote.py): each worker keeps ONE such
   sandbox for many submissions. Its main process, the trusted zygote, imports PyTorch, matplotlib,
-  convlab and ipykernel once and forks a fresh kernel per submission (the student agent or the
+  convlab and IPython once and forks a fresh kernel per submission (the student agent or the
   examiner's code is sent after the fork: grader/examination.py). A worker has two: one for
   student kernels, one for examiners, so the two kernels of a submission never share a pid
   namespace (nor, as root, a uid). Between two submissions every other process of the
@@ -44,8 +45,8 @@ Two ways to use it:
   the same time. The zygote is not dumpable (no ptrace, no /proc/<pid>/mem or fd access by that
   uid), so a student's code can only signal it, which costs a new sandbox, never a grade from a
   dirty one. Memory is counted over the kernel's process tree, not the zygote.
-* one sandbox per kernel (`start_kernel`, `autograde --no-fork-server`): bubblewrap runs
-  `python -m ipykernel_launcher` and the imports happen in each kernel (3+ s of CPU each).
+* one sandbox per kernel (`start_shell`, `autograde --no-fork-server`): bubblewrap runs
+  `python -c <grader/shell.py>` and the imports happen in each kernel (3+ s of CPU each).
 
 With `sandbox=False` (the instructor's explicit opt-out) the kernel runs as a plain child
 process: memory and time limits still apply, isolation does not (no fork server then: it
@@ -67,14 +68,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from jupyter_client.connect import write_connection_file
 
 from .course import ROOT
 
 PYTHON = Path(sys.executable)           # the venv's python (a symlink into the base install)
 VENV = Path(sys.prefix)
 BASE = Path(sys.base_prefix)
-SHELL_SOURCE = (Path(__file__).parent / "examiner_shell.py").read_text()   # the examiner's process
+SHELL_SOURCE = (Path(__file__).parent / "shell.py").read_text()   # the student kernel's or examiner's process
+MPL_CACHE = VENV / "share" / "convlab" / "matplotlib"   # matplotlib's font list, built by `make venv`
 KERNEL_DIR = "/run/kernel"              # where the IPC folder appears inside the sandbox
 TMP_SIZE = 512 * 2**20                  # private /tmp (tmpfs) size
 FSIZE = 256 * 2**20                     # largest file the sandbox may write
@@ -206,6 +207,7 @@ def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": "/tmp/.matplotlib",
+        "CONVLAB_MPL_CACHE": str(MPL_CACHE),      # the venv's font list (`make venv`), copied in
         "IPYTHONDIR": "/tmp/.ipython",
         "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter",
         "JUPYTER_PREFER_ENV_PATH": "1",
@@ -252,10 +254,9 @@ class Limits:
 
 @dataclass(eq=False)  # compared (and hashed) by identity: kernels live in the monitor's set
 class SandboxedKernel:
-    """A kernel process (in a sandbox or not) and how to reach it over IPC sockets."""
+    """A kernel process (in a sandbox or not) and the folder it shares with the grader."""
     proc: subprocess.Popen
-    workdir: Path                       # host folder holding the sockets and connection file
-    connection: dict
+    workdir: Path                       # host folder holding the socket (the sandbox's /run/kernel)
     limits: Limits
     killed: str | None = None           # "memory", "disk", "timeout", "killed" once killed
     started: float = field(default_factory=time.monotonic)
@@ -274,10 +275,10 @@ class SandboxedKernel:
         _MONITOR.forget(self)
 
     def interrupt(self) -> None:
-        """SIGINT to the kernel itself (inside bubblewrap: the python process running ipykernel)."""
+        """SIGINT to the kernel itself (inside bubblewrap: the python process running the shell)."""
         try:
             for p in [psutil.Process(self.proc.pid), *descendants(self.proc.pid)]:
-                if any("ipykernel" in part for part in p.cmdline()):
+                if p.cmdline()[-2:-1] and p.cmdline()[-2].endswith("/shell.sock"):
                     p.send_signal(signal.SIGINT)
         except psutil.Error:
             pass
@@ -313,41 +314,20 @@ def tree_memory(procs: list[psutil.Process], limit: int) -> int:
         return 0
 
 
-def start_kernel(scratch: Path, *, sandbox: bool = True, limits: Limits | None = None) -> SandboxedKernel:
-    """Start an IPython kernel (sandboxed unless `sandbox` is False) talking over IPC sockets in a
-    new folder under `scratch`. Returns at once; the kernel boots in the background."""
-    workdir, uid = _new_workdir(scratch, sandbox)
-    key = secrets.token_hex(16)
-    inside = KERNEL_DIR if sandbox else str(workdir)
-    # The kernel binds its sockets at "<ip>-<port>"; the grader reaches the same files by the
-    # host path. Ports are just distinct numbers for the IPC transport.
-    conn_inside, info = write_connection_file(
-        str(workdir / "connection.json"), transport="ipc", ip=f"{inside}/s", key=key.encode(),
-        shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5,
-        kernel_name="python3")
-    info = dict(info)
-    info["ip"] = f"{workdir}/s"
-    if isinstance(info.get("key"), bytes):
-        info["key"] = info["key"].decode()
-    os.chmod(workdir / "connection.json", 0o644)   # readable by the sandbox's uid (folder is 0700)
-    argv = [str(PYTHON), "-m", "ipykernel_launcher", "-f", f"{inside}/connection.json",
-            "--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
-    return _spawn(scratch, workdir, uid, argv, sandbox, limits or Limits(), info)
-
-
-def start_shell(scratch: Path, *, sandbox: bool = True,
+def start_shell(scratch: Path, *, role: str, sandbox: bool = True,
                 limits: Limits | None = None) -> tuple[SandboxedKernel, socket.socket]:
-    """Start the examiner's shell (grader/examiner_shell.py; sandboxed unless `sandbox` is False)
-    and the socket it will connect to, in a new folder under `scratch`. Returns at once."""
+    """Start a shell (grader/shell.py) of `role`, "student" or "examiner" (sandboxed unless
+    `sandbox` is False), and the socket it will connect to, in a new folder under `scratch`.
+    Returns at once; the shell imports PyTorch and the rest in the background."""
     workdir, uid = _new_workdir(scratch, sandbox)
     listener = listen(workdir / "shell.sock")
     inside = KERNEL_DIR if sandbox else str(workdir)
-    argv = [str(PYTHON), "-c", SHELL_SOURCE, f"{inside}/shell.sock"]
-    return _spawn(scratch, workdir, uid, argv, sandbox, limits or Limits(), {}), listener
+    argv = [str(PYTHON), "-c", SHELL_SOURCE, f"{inside}/shell.sock", role]
+    return _spawn(scratch, workdir, uid, argv, sandbox, limits or Limits()), listener
 
 
 def listen(path: Path) -> socket.socket:
-    """A Unix socket for the examiner's shell to connect to (writable by the sandbox's uid; only
+    """A Unix socket for a shell to connect to (writable by the sandbox's uid; only
     the sandbox and the grader can reach the folder it is in)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -365,16 +345,16 @@ def _new_workdir(scratch: Path, sandbox: bool) -> tuple[Path, int | None]:
     return workdir, uid
 
 
-def _spawn(scratch: Path, workdir: Path, uid: int | None, argv: list[str], sandbox: bool, limits: Limits,
-           connection: dict) -> SandboxedKernel:
+def _spawn(scratch: Path, workdir: Path, uid: int | None, argv: list[str], sandbox: bool,
+           limits: Limits) -> SandboxedKernel:
     cmd, cwd = (bwrap_prefix(workdir, uid=uid) + argv, None) if sandbox else (argv, workdir)
-    # The kernel's own stdout/stderr (not the cells' output, which goes over iopub) are dropped,
+    # The process's own stdout/stderr (not the cells' output, which goes over the socket) are dropped,
     # unless CONVLAB_GRADER_DEBUG is set (then a file, capped by RLIMIT_FSIZE).
     log = open(scratch / f"{workdir.name}.log", "wb") if os.environ.get("CONVLAB_GRADER_DEBUG") else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=kernel_env(), cwd=cwd, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=log,
                             preexec_fn=lambda: _child_limits(limits), start_new_session=True)
-    kernel = SandboxedKernel(proc, workdir, connection, limits)
+    kernel = SandboxedKernel(proc, workdir, limits)
     _MONITOR.watch(kernel)
     return kernel
 

@@ -1,8 +1,7 @@
 """Runs INSIDE the student kernel (its source is sent by grader/examination.py): serves the
 examiner's requests on the student's objects and answers with wire data (grader/wire.py) only.
-The grader sends the requests between two student cells over a Unix socket (`serve_calls`,
-entered with one `convlab_request` shell message, which `install`'s handler answers with a
-`convlab_reply` when the grader ends the series).
+The grader sends each request between two student cells as a "call" frame, which the kernel's
+shell (grader/shell.py `_call`) passes to `Agent.serve`, and sends back its answer.
 
 Trusted by nobody: the student's code runs in the same process and can replace or bypass every
 line of it. All that achieves is other data in the answers, which the examiner decodes strictly
@@ -134,8 +133,17 @@ class Agent:
         pairs = [(o, g) for o, g in zip(outputs, grads) if g is not None and o.requires_grad]
         if not pairs:
             raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
-        got = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
-                                  allow_unused=True, retain_graph=True)
+        for o, g in pairs:
+            if o.shape != g.shape:
+                raise RuntimeError(f"a gradient of shape {tuple(g.shape)} was sent for an output of shape {tuple(o.shape)}")
+        if any(o.is_complex() for o, _ in pairs):
+            got = torch.autograd.grad([o for o, _ in pairs], inputs, [g for _, g in pairs],
+                                      allow_unused=True, retain_graph=True)
+        else:   # the gradient of sum(o * g): the same numbers as g as grad_outputs (what reaches o
+                # is exactly 1 * g), without grad_outputs' check that imports SymPy (~0.3 s)
+            with torch.enable_grad():
+                total = sum((o * g).sum() for o, g in pairs)
+            got = torch.autograd.grad(total, inputs, allow_unused=True, retain_graph=True)
         return {"value": wire.encode(list(got))}
 
 
@@ -159,67 +167,9 @@ def _error(err):
     return {"error": type(err).__name__, "bases": bases, "message": str(err)[:4000]}
 
 
-def serve_calls(agent, path):
-    """Serve requests over the Unix socket at `path` (frames: 4-byte big-endian length, then the
-    text; an empty frame ends) until the grader ends it: the examiner's calls between two student
-    cells, without ipykernel's dispatch and status messages for each. SIGINT (the grader's way to
-    stop a call over its time limit) is blocked except while a request runs, so it can only
-    interrupt the student's code, never a frame half read or written."""
-    import signal
-    import socket
-    import struct
-
-    def exact(n):
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return bytes(buf)
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(path)
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        while True:
-            n = struct.unpack(">I", exact(4))[0]
-            if n == 0:
-                return "served"
-            text = exact(n).decode()
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            try:
-                answer = agent.serve(text).encode()
-            finally:
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-            if signal.SIGINT in signal.sigpending():
-                signal.sigwait({signal.SIGINT})        # meant for the call that just ended
-            sock.sendall(struct.pack(">I", len(answer)) + answer)
-    except EOFError:
-        return "closed"
-    finally:
-        sock.close()
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def install(shell):
-    """The agent, and the kernel's handler for the grader's `convlab_request` messages (cheaper
-    than an execute_request: no cell, no history, no display hooks): one request, or
-    {"serve": path} for a series of them over a socket (`serve_calls`)."""
+    """The agent, where the kernel's shell finds it (sys.modules["_convlab_agent"])."""
     sys.modules["_convlab_agent"] = Agent(shell.user_ns)
-    kernel = shell.kernel
-
-    def handle(stream, idents, msg):
-        content = msg["content"]
-        agent = sys.modules["_convlab_agent"]
-        try:
-            answer = (serve_calls(agent, str(content["serve"])) if "serve" in content
-                      else agent.serve(content.get("text", "")))
-        except BaseException as err:  # noqa: BLE001 - the grader hears it, the kernel goes on
-            answer = f"error: {type(err).__name__}: {err}"
-        kernel.session.send(stream, "convlab_reply", {"text": answer}, parent=msg, ident=idents)
-
-    kernel.shell_handlers["convlab_request"] = handle
 
 
-__all__ = ["Agent", "install", "serve_calls"]
+__all__ = ["Agent", "install"]

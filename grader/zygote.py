@@ -2,15 +2,13 @@
 (never imported by the grader: grader/forkserver.py passes this file's source to `python -c`
 inside bubblewrap, since grader/ is not visible in the sandbox).
 
-It imports what every grading kernel needs (ipykernel, IPython, PyTorch, matplotlib with Agg,
-convlab, and the modules named in CONVLAB_ZYGOTE_WARM, e.g. torch._dynamo) and formats one
-traceback (IPython's first costs ~70 ms) ONCE, then, per
-request read from its private pipe (fd 0 at start, moved to a private descriptor; answers go to a
-private copy of fd 1), forks one kernel (a Jupyter kernel, or
-the examiner's IPython shell, grader/examiner_shell.py, whose source a zygote for examiners gets in
-CONVLAB_SHELL_SOURCE):
+It imports what every grading process needs (IPython, PyTorch, matplotlib with Agg, convlab, the
+shell of grader/shell.py, whose source it gets in CONVLAB_SHELL_SOURCE, and the modules named in
+CONVLAB_ZYGOTE_WARM, e.g. torch._dynamo) and formats one traceback (IPython's first costs ~70 ms)
+ONCE, then, per request read from its private pipe (fd 0 at start, moved to a private
+descriptor; answers go to a private copy of fd 1), forks one shell of its role
+(CONVLAB_ZYGOTE_ROLE: "student" kernels or "examiner"s) that connects to the grader's socket:
 
-    {"op": "fork", "connection": "/run/kernel/connection-3.json"}  -> {"ok": true, "pid": N}
     {"op": "fork", "shell": "/run/kernel/x3.sock"}                 -> {"ok": true, "pid": N}
     {"op": "reset"}                                                -> {"ok": true}
 
@@ -31,8 +29,7 @@ The forked child: new session, a fresh Python process's signal handlers (SIGINT 
 KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored, the rest default), PR_SET_PDEATHSIG (SIGKILL when the zygote
 dies), dumpable again (like any kernel), a new session keyring, stdin/stdout/stderr on /dev/null,
 the pipes closed, NumPy's and PyTorch's random generators reseeded (else every kernel would share
-the zygote's state), cwd /tmp, then ipykernel's IPKernelApp in-process on the connection file the
-grader wrote.
+the zygote's state), cwd /tmp, then the shell's main loop on the socket the grader named.
 """
 import ctypes
 import gc
@@ -42,7 +39,7 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
-KERNEL_ARGS = ["--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
+ROLE = os.environ.get("CONVLAB_ZYGOTE_ROLE", "student")
 
 
 def _prctl(option, value):
@@ -66,37 +63,51 @@ def _private_pipes():
 def _warm():
     import warnings
     warnings.filterwarnings("ignore", module="matplotlib")
+    _font_cache()
     import numpy, torch, torch.nn.functional, torch.testing, matplotlib  # noqa: F401,E401
-    # SymPy: autograd's first call with grad_outputs (each backward round trip), and torch.testing
-    # on the first failed comparison (every examiner that shows a failed test)
-    import torch.fx.experimental.symbolic_shapes  # noqa: F401
     matplotlib.use("Agg")
     import matplotlib.pyplot, convlab, IPython  # noqa: F401,E401
-    if not _shell_module():                 # a zygote for Jupyter kernels (the students')
-        import ipykernel.kernelapp, ipykernel.ipkernel, ipykernel.zmqshell  # noqa: F401,E401
-        import matplotlib_inline.backend_inline  # noqa: F401
-        # what IPKernelApp.initialize imports (its debugger: ~0.1 s per kernel otherwise)
-        import ipykernel.debugger, IPython.core.debugger, IPython.core.completerlib  # noqa: F401,E401
-        import IPython.extensions.storemagic, IPython.core.oinspect  # noqa: F401,E401
+    _shell_module()
+    if ROLE == "examiner":
+        # SymPy: torch.testing imports it on the first failed comparison (every examiner that
+        # shows a failed test), autograd on a backward with grad_outputs (the reference answers'
+        # gradients). Student kernels need neither: the agent's backward does without it.
+        import torch.fx.experimental.symbolic_shapes  # noqa: F401
     import importlib
     for name in os.environ.get("CONVLAB_ZYGOTE_WARM", "").split(","):
         if name:
             importlib.import_module(name)
-    _first_calls()
+    _first_calls(ROLE == "examiner")
 
 
-def _first_calls():
+def _font_cache():
+    """Matplotlib's font list, built once for the venv (`make venv`: CONVLAB_MPL_CACHE), copied
+    into this sandbox's fresh MPLCONFIGDIR: without it every zygote scans the fonts (~0.2 s)."""
+    import glob
+    import shutil
+    source, target = os.environ.get("CONVLAB_MPL_CACHE"), os.environ.get("MPLCONFIGDIR")
+    if not (source and target):
+        return
+    os.makedirs(target, exist_ok=True)
+    for path in glob.glob(os.path.join(source, "fontlist-*.json")):
+        shutil.copyfile(path, os.path.join(target, os.path.basename(path)))
+
+
+def _first_calls(examiner):
     """IPython's first traceback in a process (pygments, stack_data, inspect's file -> module map,
-    convlab/checks.py parsed), paid once here: measured in a forked child, the first failing
-    cell takes ~0.04 s instead of ~0.11 s (every kernel that shows a failed test or an error)."""
+    and for examiners convlab/checks.py parsed), paid once here: measured in a forked child, the
+    first failing cell takes ~0.04 s instead of ~0.11 s (every kernel that shows a failed test or
+    an error). A student zygote's error is a plain one (a failed comparison would import SymPy)."""
     import inspect
     import IPython.core.ultratb
     import convlab.checks
     import torch
     inspect.getmodule(compile("0", "/convlab-zygote-warm", "eval"))
     try:
-        convlab.checks.expect_close(torch.zeros(1), torch.ones(1))
-    except AssertionError:
+        if examiner:
+            convlab.checks.expect_close(torch.zeros(1), torch.ones(1))
+        raise NotImplementedError("warm")
+    except (AssertionError, NotImplementedError):
         IPython.core.ultratb.AutoFormattedTB(mode="Context").structured_traceback(*sys.exc_info())
 
 
@@ -248,20 +259,17 @@ def reset():
 
 
 def _shell_module():
-    """grader/examiner_shell.py, for a zygote that forks examiners (its source in the environment)."""
-    source = os.environ.get("CONVLAB_SHELL_SOURCE")
-    if not source:
-        return False
+    """grader/shell.py (its source in the environment), loaded as a module."""
     import types
-    module = types.ModuleType("_convlab_examiner_shell")
-    exec(compile(source, "<examiner_shell>", "exec"), module.__dict__)
+    module = types.ModuleType("_convlab_shell")
+    exec(compile(os.environ["CONVLAB_SHELL_SOURCE"], "<convlab_shell>", "exec"), module.__dict__)
     sys.modules[module.__name__] = module
     import IPython.core.interactiveshell, IPython.core.displayhook, IPython.core.displaypub  # noqa: F401,E401
-    return True
+    import IPython.core.error  # noqa: F401 - a student input() raises its StdinNotImplementedError
 
 
-def child(connection=None, shell=None):
-    """The forked process: a Jupyter kernel on `connection`, or the examiner's shell on `shell`."""
+def child(shell):
+    """The forked process: the shell of this zygote's role, on the socket `shell`."""
     os.setsid()
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP):
@@ -282,16 +290,9 @@ def child(connection=None, shell=None):
     numpy.random.seed()                     # reseeds itself after fork)
     torch.seed()
     os.chdir("/tmp")
-    sys.path.insert(0, "")                  # like `python -m ipykernel_launcher` in its cwd
-    if shell is not None:
-        sys.argv = ["examiner_shell"]
-        sys.modules["_convlab_examiner_shell"].main(shell)
-        os._exit(0)
-    sys.argv = ["ipykernel_launcher"]
-    from ipykernel.kernelapp import IPKernelApp
-    app = IPKernelApp.instance()
-    app.initialize(["-f", connection, *KERNEL_ARGS])
-    app.start()
+    sys.path.insert(0, "")                  # like a kernel started in its cwd
+    sys.argv = ["convlab_shell"]
+    sys.modules["_convlab_shell"].main(shell, ROLE)
     os._exit(0)
 
 
@@ -344,7 +345,7 @@ def main():
                     try:
                         req.close()
                         ans.close()
-                        child(msg.get("connection"), msg.get("shell"))
+                        child(str(msg["shell"]))
                     finally:
                         os._exit(1)
                 say(ok=True, pid=pid)

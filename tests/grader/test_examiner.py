@@ -267,3 +267,24 @@ def test_a_sweep_is_checked_by_hand_like_a_call(student):
     with convlab.forbid_torch_functions(convlab.CONVOLUTIONS, "by hand, please"):
         with pytest.raises(AssertionError, match="by hand, please"):
             convlab.call_each(names["lazy_corr2d"], [((1, 2), {})])
+
+
+@pytest.mark.parametrize("grad_enabled", [True, False])
+def test_the_agents_backward_is_the_vector_jacobian_product_exactly(grad_enabled):
+    """Check that the agent's backward (the gradient of sum(output * upstream), which spares the
+    student kernel SymPy's import) gives bit for bit what autograd gives for that upstream
+    gradient as grad_outputs, also when the examiner's call ran without grad mode."""
+    torch.manual_seed(0)
+    X = torch.randn(2, 3, 7, 7, requires_grad=True)
+    conv = nn.Conv2d(3, 4, 3)
+    agent = student_agent.Agent({})
+    Y, Z = conv(X), (conv(X) ** 2).mean(dim=1)
+    agent.graphs["c"] = ([X, conv.weight, conv.bias], [Y, Z])
+    gY, gZ = torch.randn_like(Y), torch.randn_like(Z)
+    with torch.set_grad_enabled(grad_enabled):
+        got = agent.op_backward({"call": "c", "grads": [wire.encode_tensor(gY), wire.encode_tensor(gZ)]})
+    got = wire.decode(got["value"])
+    want = torch.autograd.grad([Y, Z], [X, conv.weight, conv.bias], [gY, gZ], retain_graph=True)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    with pytest.raises(RuntimeError, match="shape"):
+        agent.op_backward({"call": "c", "grads": [wire.encode_tensor(gY[0]), wire.encode_tensor(gZ)]})

@@ -16,13 +16,13 @@ import pytest
 
 from grader import autograde, sandbox, submissions
 from grader.forkserver import ForkServer, ForkServerPool
-from grader.kernel import Kernel
+from grader.kernel import KernelDied, OutputBudget, Shell
 
 A = "01_cross_correlation"
 
 # A daemon (double fork + setsid, SIGTERM/SIGHUP/SIGINT ignored) that, for 60 s, keeps planting
 # files everywhere writable, shadows a module in the next student's working folder and copies the
-# next kernel's connection file (its HMAC key). It kills nothing: if it survived, the next kernel
+# next kernel's socket. It kills nothing: if it survived, the next kernel
 # would start normally (nothing would trigger a new sandbox) and the next student would see it.
 LEAVER = r"""
 import glob, os, shutil, signal, time
@@ -137,18 +137,18 @@ def test_stopping_the_zygote_only_costs_a_new_sandbox(one_worker):
 @pytest.fixture
 def server(tmp_path):
     os.chmod(tmp_path, 0o711)
-    s = ForkServer(tmp_path, limits=sandbox.Limits())
+    s = ForkServer(tmp_path, role="student", limits=sandbox.Limits())
     yield s
     s.close()
 
 
-def _kernel(server) -> Kernel:
-    k = Kernel.attach(server.fork(), time.monotonic())
+def _kernel(server) -> Shell:
+    k = Shell.attach(*server.fork(), time.monotonic(), role=server.role)
     k.ready(timeout=30)
     return k
 
 
-def _run(k: Kernel, code: str) -> str:
+def _run(k: Shell, code: str) -> str:
     reply = k.run(code, deadline=time.monotonic() + 20)
     assert reply.status == "ok", (reply.ename, reply.evalue)
     return "".join(o.get("text", "") for o in reply.outputs)
@@ -166,7 +166,7 @@ def test_zygote_alone_kills_and_wipes_everything(server):
     out = _run(k2, LOOK + "print('sysv', open('/proc/sysvipc/shm').read().count('\\n'))")
     assert "OTHERS []" in out and "PLANTED" not in out and "sysv 1" in out, out
     k2.stop()
-    k.client.stop_channels()
+    k.frames.close()
 
 
 def test_a_forked_kernel_has_a_fresh_pythons_signal_handlers(server):
@@ -244,11 +244,11 @@ def test_memory_counts_the_kernel_not_the_zygote(server):
 
 def test_pool_replaces_a_dead_server(tmp_path):
     os.chmod(tmp_path, 0o711)
-    pool = ForkServerPool(tmp_path, workers=1, limits=sandbox.Limits())
+    pool = ForkServerPool(tmp_path, workers=1, limits=sandbox.Limits(), role="student")
     try:
         k = pool.acquire()
         first = k.process.server
-        k.client.execute("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
+        k._send({"op": "run", "code": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"})
         deadline = time.monotonic() + 20
         while first.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -308,7 +308,7 @@ def test_the_zygote_imports_what_the_pool_asks_for(tmp_path):
     """Check that CONVLAB_ZYGOTE_WARM reaches the sandboxed zygote (bubblewrap clears the
     environment): a module asked for is already imported in a forked kernel."""
     os.chmod(tmp_path, 0o711)
-    s = ForkServer(tmp_path, limits=sandbox.Limits(), warm=("mailbox",))
+    s = ForkServer(tmp_path, role="student", limits=sandbox.Limits(), warm=("mailbox",))
     try:
         k = _kernel(s)
         assert _run(k, "import sys; print('mailbox' in sys.modules, 'imaplib' in sys.modules)").split() == ["True", "False"]
@@ -318,20 +318,20 @@ def test_the_zygote_imports_what_the_pool_asks_for(tmp_path):
 
 
 def test_an_examiner_zygote_forks_shells(tmp_path):
-    """A fork server for examiners forks the IPython shell of grader/examiner_shell.py (no Jupyter
-    kernel): cells run, with outputs, input() answered by the grader, and errors."""
-    from grader.kernel import Shell
+    """A fork server for examiners forks the IPython shell of grader/shell.py (no Jupyter
+    kernel): cells run, with outputs, input() answered by the grader, and errors; it imported
+    SymPy for the examiner's failed comparisons (a student zygote does not)."""
     os.chmod(tmp_path, 0o711)
-    s = ForkServer(tmp_path, limits=sandbox.Limits(), shell=True)
+    s = ForkServer(tmp_path, role="examiner", limits=sandbox.Limits())
     try:
-        shell = Shell.attach(*s.fork_shell(), time.monotonic())
+        shell = Shell.attach(*s.fork(), time.monotonic())
         shell.ready(timeout=30)
         deadline = time.monotonic() + 20
         reply = shell.run("print('in', input('q?')); 6 * 7", deadline=deadline, on_input=lambda p: p + "!")
         assert reply.status == "ok" and reply.execution_count == 1
         assert [o.output_type for o in reply.outputs] == ["stream", "execute_result"]
         assert reply.outputs[0].text == "in q?!\n" and reply.outputs[1].data["text/plain"] == "42"
-        reply = shell.run("import ipykernel.kernelapp as k; assert not k.IPKernelApp.initialized(), 'a kernel'",
+        reply = shell.run("import sys; assert 'ipykernel' not in sys.modules and 'sympy' in sys.modules",
                           deadline=deadline)
         assert reply.status == "ok", reply.evalue
         reply = shell.run("raise ValueError('no')", deadline=deadline)
@@ -340,3 +340,24 @@ def test_an_examiner_zygote_forks_shells(tmp_path):
         shell.stop()
     finally:
         s.close()
+
+
+def test_a_student_zygote_forks_student_kernels(server):
+    """A student kernel is the same IPython shell (no Jupyter kernel, no SymPy imported), whose
+    input() raises as in a kernel whose frontend allows no input, and which answers the
+    examiner's calls through the agent; `exit()` ends it after its reply."""
+    k = _kernel(server)
+    deadline = time.monotonic() + 20
+    assert _run(k, "import sys; print('ipykernel' in sys.modules, 'sympy' in sys.modules)").split() == ["False", "False"]
+    reply = k.run("input('q?')", deadline=deadline)
+    assert (reply.status, reply.ename) == ("error", "StdinNotImplementedError")
+    assert k.call("hello", deadline=deadline, budget=OutputBudget()) == "error: no student agent"
+    _run(k, "import sys\nclass Echo:\n    def serve(self, text):\n        print('counted, not kept')\n"
+            "        return text[::-1]\nsys.modules['_convlab_agent'] = Echo()")
+    budget = OutputBudget()
+    assert k.call("olleh", deadline=deadline, budget=budget) == "hello" and budget.received > 0
+    assert k.run("exit()", deadline=deadline).status == "ok"
+    with pytest.raises(KernelDied) as died:
+        k.run("1", deadline=deadline)
+    assert died.value.reason == "crashed"
+    k.stop()

@@ -239,18 +239,18 @@ def serve(text):
     return previous[-2] if len(previous) > 1 else answer
 agent.serve = serve
 """
-# The calls between two student cells come over one socket (grader/student_agent.py serve_calls),
-# which the student's code can reach from inside a call: a forged frame written before the real
-# answer puts every later answer one call late (each then carries another call's id) ...
+# The examiner's calls come over the student kernel's socket to the grader (grader/shell.py),
+# which the student's code can reach from inside a call: a forged answer written before the real
+# one puts every later answer one call late (each then carries another call's id) ...
 FORGED_FRAME = """
 def corr2d(X, K):
-    import struct, sys
+    import json, struct, sys
     f = sys._getframe(1)
-    while f is not None and "sock" not in f.f_locals:
+    while f is not None and "channel" not in f.f_locals:
         f = f.f_back
-    junk = b'{"id": "forged", "ok": true, "value": {"t": "none"}}'
+    junk = json.dumps({"op": "answer", "text": json.dumps({"id": "forged", "ok": True, "value": {"t": "none"}})}).encode()
     if f is not None:                     # (in a call from the examiner, not the notebook's own)
-        f.f_locals["sock"].sendall(struct.pack(">I", len(junk)) + junk)
+        f.f_locals["channel"].sock.sendall(struct.pack(">I", len(junk)) + junk)
     return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)
 """
 # ... and a frame header announcing 2 GB is refused before anything is read.

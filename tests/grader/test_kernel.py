@@ -1,6 +1,7 @@
-"""grader/kernel.py: how a sandboxed kernel's end is named. A message over MAX_MESSAGE drops the
-connection (ZeroMQ's MAXMSGSIZE), so it is never received or counted: the grader must see the
-drop and call it a flood, not wait for the deadline; a kernel that exits is a crash."""
+"""grader/kernel.py: what the grader makes of a sandboxed student kernel's frames (grader/shell.py),
+which the student's code can write itself. Output is counted and capped; a flood, a frame over
+MAX_MESSAGE or one that is not JSON ends the kernel at once (not at the deadline); forged
+outputs and replies of the wrong shape are read as data, never trusted; an exit is a crash."""
 from __future__ import annotations
 
 import time
@@ -8,12 +9,19 @@ import time
 import pytest
 
 from grader import sandbox
-from grader.kernel import CELL_OUTPUT_CAP, MAX_MESSAGE, TRUNCATED, Kernel, KernelDied
+from grader.kernel import CELL_OUTPUT_CAP, FLOOD_LIMIT, MAX_MESSAGE, TRUNCATED, KernelDied, Shell
+
+# the student kernel's socket to the grader, as a student's cell can find it (its only socket)
+SOCKET = ("import json, os, socket, stat, struct\n"
+          "fd = [int(n) for n in os.listdir('/proc/self/fd') if n.isdigit() and int(n) > 2\n"
+          "      and os.path.exists(f'/proc/self/fd/{n}') and stat.S_ISSOCK(os.stat(f'/proc/self/fd/{n}').st_mode)][0]\n"
+          "sock = socket.socket(fileno=os.dup(fd))\n"
+          "def frame(data):\n    sock.sendall(struct.pack('>I', len(data)) + data)\n")
 
 
 @pytest.fixture
 def kernel(tmp_path):
-    k = Kernel.start(tmp_path, sandbox=True, limits=sandbox.Limits())
+    k = Shell.start(tmp_path, role="student", sandbox=True, limits=sandbox.Limits())
     k.ready()
     yield k
     k.stop()
@@ -26,22 +34,53 @@ def _death(kernel, code: str, seconds: float = 60) -> tuple[KernelDied, float]:
     return died.value, time.monotonic() - t0
 
 
-def test_one_oversized_message_is_a_flood_not_a_timeout(kernel):
-    died, took = _death(kernel, f"print('x' * {MAX_MESSAGE + 2**20})")
+def test_a_print_larger_than_a_frame_is_received_and_capped(kernel):
+    reply = kernel.run(f"print('x' * {MAX_MESSAGE + 2**20})", deadline=time.monotonic() + 60)
+    assert reply.status == "ok" and kernel.process.alive()
+    assert reply.outputs[0]["text"].endswith(TRUNCATED)
+    assert len(reply.outputs[0]["text"]) == CELL_OUTPUT_CAP + len(TRUNCATED)
+
+
+def test_a_print_flood_is_stopped_not_waited_for(kernel):
+    died, took = _death(kernel, f"while True:\n    print('x' * {2**20})")
     assert died.reason == "flood", died
-    assert "dropped" in died.detail
+    assert f"{FLOOD_LIMIT // 2**20} MB" in died.detail
     assert took < 30, f"the flood was seen only after {took:.0f} s"
     assert kernel.process.killed == "flood" and not kernel.process.alive()
+
+
+def test_a_frame_over_the_limit_is_a_flood(kernel):
+    died, _ = _death(kernel, SOCKET + f"frame(b'x' * {MAX_MESSAGE + 1})\nimport time\ntime.sleep(60)")
+    assert died.reason == "flood" and "a message over" in died.detail, died
+    assert not kernel.process.alive()
+
+
+def test_a_frame_that_is_not_json_is_a_crash(kernel):
+    died, _ = _death(kernel, SOCKET + "frame(b'[1, 2')\nimport time\ntime.sleep(60)")
+    assert died.reason == "crashed" and "not a JSON object" in died.detail, died
+    assert not kernel.process.alive()
+
+
+def test_forged_outputs_of_the_wrong_shape_are_dropped(kernel):
+    forged = [{"msg_type": "stream", "content": {"name": 5, "text": "forged"}},
+              {"msg_type": "display_data", "content": {"data": "forged"}},
+              {"msg_type": "error", "content": {"ename": "E", "evalue": "v", "traceback": "not a list"}},
+              {"msg_type": "stream", "content": "forged"}]
+    code = SOCKET + "".join(f"frame(json.dumps({f!r}).encode())\n" for f in forged) + "print('real')"
+    reply = kernel.run(code, deadline=time.monotonic() + 30)
+    assert reply.status == "ok"
+    assert [(o.output_type, o.get("text")) for o in reply.outputs] == [("stream", "real\n")]
+
+
+def test_a_forged_reply_is_read_as_data(kernel):
+    forged = {"op": "reply", "status": 3, "execution_count": "9", "user_expressions": [], "ename": None}
+    reply = kernel.run(SOCKET + f"frame(json.dumps({forged!r}).encode())\nimport time\ntime.sleep(0.5)",
+                       deadline=time.monotonic() + 30)
+    assert (reply.status, reply.execution_count, reply.user_expressions, reply.ename) == ("error", None, {}, "")
+    assert kernel.process.alive()
 
 
 def test_a_kernel_that_exits_is_a_crash_not_a_flood(kernel):
     died, _ = _death(kernel, "import os; os._exit(3)")
     assert died.reason == "crashed", died
     assert "code" in died.detail
-
-
-def test_a_large_message_under_the_limit_is_received_and_capped(kernel):
-    reply = kernel.run(f"print('x' * {MAX_MESSAGE // 2})", deadline=time.monotonic() + 60)
-    assert reply.status == "ok" and kernel.process.alive()
-    assert reply.outputs[0]["text"].endswith(TRUNCATED)
-    assert len(reply.outputs[0]["text"]) == CELL_OUTPUT_CAP + len(TRUNCATED)

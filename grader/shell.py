@@ -1,27 +1,39 @@
-"""Runs INSIDE the examiner's sandbox (its source is sent by the grader): the examiner's process.
+"""Runs INSIDE a sandbox (its source is sent by the grader): the process of a student kernel or
+of an examiner.
 
 Not a Jupyter kernel: an IPython shell (the same cell semantics, displays and tracebacks as in a
 kernel) that serves ONE client, the grader, over a Unix socket the grader listens on, with
-length-prefixed JSON frames (4 bytes, big-endian, then UTF-8 JSON). No student code ever runs
-here, so this protocol needs no signatures; a kernel's (ZeroMQ sockets, HMAC-signed messages,
-five channels, busy/idle status) cost ~5 ms per cell and ~1 ms per proxy call.
+length-prefixed JSON frames (4 bytes, big-endian, then UTF-8 JSON). A kernel's ZeroMQ sockets,
+signed messages, five channels and busy/idle status cost ~0.15 s to start and ~5 ms per cell; and
+signatures protect nothing here: the examiner runs no student code, and in a student kernel the
+student's code could sign anything with the key it holds. So the grader trusts no frame of a
+student kernel: each is data, capped and checked (grader/kernel.py).
 
     grader  -> {"op": "run", "code", "silent", "user_expressions"}
     shell   -> {"msg_type": "stream" | "display_data" | "execute_result" | "error" | "clear_output",
                 "content": {...}}                   (each output, as a kernel's iopub message)
-    shell   -> {"op": "input", "prompt"}            (input(): the examiner's proxy calls)
+    shell   -> {"op": "input", "prompt"}            (examiner: input(), its proxy calls)
     grader  -> {"op": "input_reply", "value"}
     shell   -> {"op": "reply", "status", "execution_count", "ename", "evalue", "user_expressions"}
+    grader  -> {"op": "call", "text"}               (student: one of the examiner's proxy calls,
+    shell   -> {"op": "answer", "text"}              answered by grader/student_agent.py)
 
-`main(path)` connects, says {"op": "hello"}, then serves until the grader closes the socket.
+`main(path, role)` connects, says {"op": "hello"}, then serves until the grader closes the socket.
+The role is "examiner" or "student": a student's input() raises StdinNotImplementedError, as in
+a kernel whose frontend allows no input, and SIGINT (the grader's way to stop a call over its time
+limit) is blocked except while a call runs, so it can only interrupt the student's code, never a
+frame half read or written. `exit()` in a cell ends the process after its reply.
 """
 import base64
 import builtins
 import io
 import json
+import os
+import signal
 import socket
 import struct
 import sys
+import threading
 
 MAX_FRAME = 8 * 2**20            # the grader's limit too (grader/kernel.py MAX_MESSAGE)
 STREAM_CHUNK = 64 * 1024         # characters of print output sent at once (so floods are counted)
@@ -32,6 +44,7 @@ class Channel:
 
     def __init__(self, sock):
         self.sock = sock
+        self.lock = threading.Lock()      # (a thread of the cell's may print while we send)
 
     def send(self, msg):
         data = json.dumps(msg).encode()
@@ -39,7 +52,8 @@ class Channel:
             data = json.dumps({"msg_type": "error", "content": {
                 "ename": "GraderError", "evalue": f"an output of {len(data) // 2**20} MB was dropped",
                 "traceback": []}}).encode()
-        self.sock.sendall(struct.pack(">I", len(data)) + data)
+        with self.lock:
+            self.sock.sendall(struct.pack(">I", len(data)) + data)
 
     def recv(self):
         n = struct.unpack(">I", self._exact(4))[0]
@@ -62,27 +76,38 @@ class Outputs:
 
     def __init__(self, channel):
         self.channel = channel
-        self.name, self.text = None, []
+        self.name, self.text, self.size = None, [], 0
+        self.lock = threading.RLock()
 
     def stream(self, name, text):
-        if self.name != name:
-            self.flush()
-            self.name = name
-        self.text.append(text)
-        if sum(map(len, self.text)) >= STREAM_CHUNK:
-            self.flush()
+        with self.lock:
+            if self.name != name:
+                self.flush()
+                self.name = name
+            for start in range(0, len(text), STREAM_CHUNK):     # a huge print: frames under the limit
+                piece = text[start:start + STREAM_CHUNK]
+                self.text.append(piece)
+                self.size += len(piece)
+                if self.size >= STREAM_CHUNK:
+                    name = self.name
+                    self.flush()
+                    self.name = name
 
     def flush(self):
-        if self.text:
-            self.channel.send({"msg_type": "stream", "content": {"name": self.name, "text": "".join(self.text)}})
-        self.name, self.text = None, []
+        with self.lock:
+            if self.text:
+                self.channel.send({"msg_type": "stream", "content": {"name": self.name, "text": "".join(self.text)}})
+            self.name, self.text, self.size = None, [], 0
 
     def send(self, msg_type, content):
-        self.flush()
-        self.channel.send({"msg_type": msg_type, "content": content})
+        with self.lock:
+            self.flush()
+            self.channel.send({"msg_type": msg_type, "content": content})
 
 
 class Stream(io.TextIOBase):
+    encoding = "utf-8"
+
     def __init__(self, outputs, name):
         self.outputs, self.name = outputs, name
 
@@ -138,32 +163,67 @@ def _shell(outputs):
     def showtraceback(etype, evalue, stb):
         outputs.send("error", {"ename": str(etype.__name__), "evalue": str(evalue), "traceback": stb})
     shell._showtraceback = showtraceback
+    shell.ask_exit = lambda: setattr(shell, "exit_now", True)     # exit(), as in a kernel's shell
     return shell
 
 
-def main(path):
+def main(path, role="examiner"):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(path)
     channel = Channel(sock)
     outputs = Outputs(channel)
     sys.stdout, sys.stderr = Stream(outputs, "stdout"), Stream(outputs, "stderr")
     shell = _shell(outputs)
-
-    def ask(prompt=""):
-        outputs.flush()
-        channel.send({"op": "input", "prompt": str(prompt)})
-        answer = channel.recv()
-        if answer.get("op") != "input_reply":
-            raise SystemExit("the grader answered an input request with something else")
-        return str(answer.get("value", ""))
-    builtins.input = ask
-
+    if role == "student":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        builtins.input = _no_input
+    else:
+        builtins.input = lambda prompt="": _ask(channel, outputs, prompt)
     channel.send({"op": "hello"})
     while True:
         request = channel.recv()
-        if request.get("op") != "run":
+        if request.get("op") == "run":
+            channel.send(_run(shell, outputs, request))
+            if shell.exit_now:                    # exit() in the cell: as a kernel, the process ends
+                os._exit(0)
+        elif request.get("op") == "call" and role == "student":
+            channel.send({"op": "answer", "text": _call(outputs, str(request.get("text", "")))})
+        else:
             raise SystemExit("unknown request")
-        channel.send(_run(shell, outputs, request))
+
+
+def _ask(channel, outputs, prompt):
+    """input() in the examiner: the prompt goes to the grader (a proxy call), its answer back."""
+    outputs.flush()
+    channel.send({"op": "input", "prompt": str(prompt)})
+    answer = channel.recv()
+    if answer.get("op") != "input_reply":
+        raise SystemExit("the grader answered an input request with something else")
+    return str(answer.get("value", ""))
+
+
+def _no_input(prompt=""):
+    from IPython.core.error import StdinNotImplementedError
+    raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+
+
+def _call(outputs, text):
+    """One of the examiner's calls, answered by the student agent (grader/student_agent.py), with
+    SIGINT unblocked while it runs; a SIGINT that arrives just after it is discarded."""
+    agent = sys.modules.get("_convlab_agent")
+    if agent is None:
+        return "error: no student agent"
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        answer = agent.serve(text)
+    except BaseException as err:  # noqa: BLE001 - the grader hears it, the shell goes on
+        answer = f"error: {type(err).__name__}: {err}"
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    if signal.SIGINT in signal.sigpending():
+        signal.sigwait({signal.SIGINT})            # meant for the call that just ended
+    outputs.flush()
+    return answer if isinstance(answer, str) else "error: the agent's answer is not text"
 
 
 def _run(shell, outputs, request):
@@ -182,4 +242,4 @@ def _run(shell, outputs, request):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
