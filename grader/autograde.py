@@ -66,7 +66,7 @@ from pathlib import Path
 
 import nbformat
 from nbgrader import utils as nbutils
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Comment, Grade, Gradebook, GradeCell, MissingEntry, SolutionCell, TaskCell
 from nbgrader.preprocessors import SaveAutoGrades
 from tqdm import tqdm
 
@@ -461,7 +461,8 @@ class _SaveAutoGrades(SaveAutoGrades):
     commits after every cell, an fsync each on SQLite (~0.4 s per notebook on this machine)."""
 
     def save(self, gb: Gradebook, nb: nbformat.NotebookNode, assignment: str, student: str) -> None:
-        self.gradebook, self.notebook_id, self.assignment_id, self.student_id = gb, assignment, assignment, student
+        self.gradebook, self.notebook_id, self.assignment_id, self.student_id = (
+            _SubmittedRows(gb, assignment, assignment, student), assignment, assignment, student)
         commit, gb.db.commit = gb.db.commit, gb.db.flush      # what SaveAutoGrades calls per cell
         try:                                                  # (a failure: the caller rolls back)
             for i, cell in enumerate(nb.cells):
@@ -469,6 +470,33 @@ class _SaveAutoGrades(SaveAutoGrades):
         finally:
             del gb.db.commit
         commit()
+
+
+class _SubmittedRows:
+    """The gradebook as SaveAutoGrades sees it for one submitted notebook: its grades and comments
+    read in four queries, where nbgrader's find_grade and find_comment run one to two per cell
+    (the same rows, found the same way: a grade cell before a task cell of the same name)."""
+
+    def __init__(self, gb: Gradebook, notebook: str, assignment: str, student: str) -> None:
+        self.db, self.where = gb.db, (assignment, notebook, student)
+        sub = gb.find_submission_notebook(notebook, assignment, student).id
+        self.grades: dict = {}
+        self.comments: dict = {}
+        for rows, row, cells in ((self.grades, Grade, (GradeCell, TaskCell)), (self.comments, Comment, (SolutionCell, TaskCell))):
+            for cell in cells:
+                query = self.db.query(cell.name, row).select_from(row).join(cell, cell.id == row.cell_id)
+                for name, found in query.filter(row.notebook_id == sub):
+                    rows.setdefault(name, found)
+
+    def find_grade(self, name: str, notebook: str, assignment: str, student: str) -> Grade:
+        if name not in self.grades:
+            raise MissingEntry(f"No such grade: {assignment}/{notebook}/{name} for {student}")
+        return self.grades[name]
+
+    def find_comment(self, name: str, notebook: str, assignment: str, student: str) -> Comment:
+        if name not in self.comments:
+            raise MissingEntry(f"No such taskcomment: {assignment}/{notebook}/{name} for {student}")
+        return self.comments[name]
 
 
 def _timestamp(folder: Path):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import json
 import shutil
 import time
@@ -47,7 +48,8 @@ def _convlab_boot():
         module = types.ModuleType(name)
         sys.modules[name] = module
         exec(compile(source, "<" + name + ">", "exec"), module.__dict__)
-    os.makedirs({workdir!r}, exist_ok=True)
+    import shutil
+    shutil.copytree({files!r}, {workdir!r}, dirs_exist_ok=True)
     os.chdir({workdir!r})
     sys.path.insert(0, {workdir!r})
     {install}
@@ -70,11 +72,15 @@ def is_instructor(cell) -> bool:
 
 def wanted_names(nb, imports: dict) -> list[str]:
     """The names the instructor's cells use but never bind (the student's answers: corr2d, ...)."""
+    return list(_wanted(tuple(c.source for c in nb.cells if is_instructor(c)), tuple(sorted(imports))))
+
+
+@functools.lru_cache(maxsize=64)
+def _wanted(sources: tuple[str, ...], imports: tuple[str, ...]) -> tuple[str, ...]:
+    """(the same instructor cells in every submission of an assignment: parsed once)"""
     bound, used = set(imports) | set(dir(builtins)), set()
-    for cell in nb.cells:
-        if not is_instructor(cell):
-            continue
-        tree = integrity.parse_cell(cell.source)
+    for source in sources:
+        tree = integrity.parse_cell(source)
         if tree is None:
             continue
         for node in ast.walk(tree):
@@ -88,7 +94,7 @@ def wanted_names(nb, imports: dict) -> list[str]:
                 bound.add(node.name)
             elif isinstance(node, ast.alias):
                 bound.add((node.asname or node.name).split(".")[0])
-    return sorted(used - bound)
+    return tuple(sorted(used - bound))
 
 
 class Examination:
@@ -204,27 +210,23 @@ class Examination:
 
     # -- setup -------------------------------------------------------------------------------
     def _boot(self) -> None:
-        """Copy the files in, install the student agent and the examiner."""
-        student_dir = self._files(self.student, include_student=True)
-        examiner_dir = self._files(self.examiner, include_student=False)
-        self.student.run(f"import shutil; shutil.copytree({student_dir!r}, {self._workdir(self.student)!r}, "
-                         "dirs_exist_ok=True); del shutil", deadline=self.deadline, silent=True)
-        modules = [("_convlab_wire", SOURCES["wire"]), ("_convlab_student_agent", SOURCES["student_agent"])]
-        self._install(self.student, modules, STUDENT_INSTALL)
-        self.examiner.run(f"import shutil; shutil.copytree({examiner_dir!r}, {self._workdir(self.examiner)!r}, "
-                          "dirs_exist_ok=True); del shutil", deadline=self.deadline, silent=True)
+        """Copy the files in, install the student agent and the examiner (both at once)."""
         sources = [c.source for c in self.cells if not is_instructor(c)]
-        install = EXAMINER_INSTALL.format(imports=self.imports, wanted=wanted_names(self.job.nb, self.imports),
-                                          sources=sources)
-        self._install(self.examiner, [("_convlab_wire", SOURCES["wire"]),
-                                      ("_convlab_examiner_src", SOURCES["examiner"])], install)
-
-    def _install(self, kernel: Shell, modules: list, install: str) -> None:
-        code = BOOT.format(modules=modules, workdir=self._workdir(kernel), install=install)
-        reply = kernel.run(code, deadline=self.deadline, silent=True, user_expressions={"g": "_convlab_boot()"})
-        answer = reply.user_expressions.get("g", {})
-        if reply.status != "ok" or answer.get("status") != "ok":
-            raise KernelDied("crashed", f"the trusted preamble failed: {reply.ename}: {reply.evalue} {answer}")
+        examiner = EXAMINER_INSTALL.format(imports=self.imports, wanted=wanted_names(self.job.nb, self.imports),
+                                           sources=sources)
+        boots = [(self.student, [("_convlab_wire", SOURCES["wire"]),
+                                 ("_convlab_student_agent", SOURCES["student_agent"])], STUDENT_INSTALL),
+                 (self.examiner, [("_convlab_wire", SOURCES["wire"]),
+                                  ("_convlab_examiner_src", SOURCES["examiner"])], examiner)]
+        for kernel, modules, install in boots:
+            files = self._files(kernel, include_student=kernel is self.student)
+            kernel.submit(BOOT.format(modules=modules, files=files, workdir=self._workdir(kernel), install=install),
+                          silent=True, user_expressions={"g": "_convlab_boot()"})
+        for kernel, _, _ in boots:
+            reply = kernel.result(deadline=self.deadline)
+            answer = reply.user_expressions.get("g", {})
+            if reply.status != "ok" or answer.get("status") != "ok":
+                raise KernelDied("crashed", f"the trusted preamble failed: {reply.ename}: {reply.evalue} {answer}")
 
     def _workdir(self, kernel: Shell) -> str:
         a = self.job.assignment

@@ -200,8 +200,17 @@ class Shell:
             on_input: Callable[[str], str] | None = None) -> Reply:
         """Execute `code`; collect its outputs (capped) until its reply. With `on_input` (the
         examiner's proxy calls), each input() prompt is answered with on_input(prompt)."""
-        budget = budget or OutputBudget()
+        self.submit(code, user_expressions=user_expressions, silent=silent)
+        return self.result(deadline=deadline, budget=budget, on_input=on_input)
+
+    def submit(self, code: str, *, user_expressions: dict | None = None, silent: bool = False) -> None:
+        """Send `code` to run, without waiting (then `result()`: e.g. two kernels at once)."""
         self._send({"op": "run", "code": code, "silent": silent, "user_expressions": user_expressions or {}})
+
+    def result(self, *, deadline: float, budget: OutputBudget | None = None,
+               on_input: Callable[[str], str] | None = None) -> Reply:
+        """The outputs and reply of the code last submitted."""
+        budget = budget or OutputBudget()
         outputs: list = []
         kept = [0]
         while True:

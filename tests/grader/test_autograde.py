@@ -2,6 +2,8 @@
 cache key, grader errors (status `error`), and the command line's exit codes."""
 from __future__ import annotations
 
+import warnings
+
 import csv
 import json
 import os
@@ -309,3 +311,40 @@ def test_a_failed_save_leaves_the_runs_gradebook_usable(tmp_path, course_config)
         assert saved.score == results["good_save"]["score"] > 0
         broken = gb.find_submission_notebook(A, A, "broken_save")
         assert [g.auto_score for g in broken.grades] == [None] * len(broken.grades)   # none of its scores
+
+
+def test_saving_grades_writes_what_nbgraders_saveautogrades_writes(tmp_path, course_config):
+    """Check that our SaveAutoGrades (each submission's rows read in a few queries, one commit)
+    writes the same auto scores, review flags and comments as nbgrader's own, cell by cell: on a
+    notebook with passed, failed and errored tests, answered and untouched solution cells."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import SaveAutoGrades
+    from nbformat.v4 import new_output
+    from grader import integrity
+    db_url = f"sqlite:///{course_config}/gradebook.db"
+    record = integrity.ReleaseRecord.read(db_url, A)
+    nb = integrity.sanitize(submissions.untouched(A), A, "x", db_url, record)
+    tests = [c for c in nb.cells if integrity.is_test(c)]
+    tests[0].outputs = [new_output("error", ename="AssertionError", evalue="no", traceback=[])]
+    tests[1].outputs = [new_output("stream", name="stdout", text="fine\n")]
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    answer.source = "def corr2d(X, K):\n    return X\n"
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore")             # SQLAlchemy's, about nbgrader's own session use
+        for student in ("ours", "nbgraders"):
+            gb.update_or_create_student(student)
+            gb.update_or_create_submission(A, student)
+        autograde._SaveAutoGrades().save(gb, nb, A, "ours")
+        theirs = SaveAutoGrades()
+        theirs.gradebook, theirs.notebook_id, theirs.assignment_id, theirs.student_id = gb, A, A, "nbgraders"
+        for i, cell in enumerate(nb.cells):
+            theirs.preprocess_cell(cell, {}, i)
+
+        def rows(student):
+            sub = gb.find_submission_notebook(A, A, student)
+            return (sorted((g.name, g.auto_score, g.needs_manual_grade) for g in sub.grades),
+                    sorted((c.name, c.auto_comment) for c in sub.comments))
+        assert rows("ours") == rows("nbgraders")
+        grades, comments = rows("ours")
+        assert {s for _, s, _ in grades} >= {0.0} and any(s for _, s, _ in grades)      # failed and passed
+        assert {c for _, c in comments} == {None, "No response."}                      # answered and untouched
