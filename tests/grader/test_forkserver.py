@@ -361,3 +361,13 @@ def test_a_student_zygote_forks_student_kernels(server):
         k.run("1", deadline=deadline)
     assert died.value.reason == "crashed"
     k.stop()
+
+
+def test_a_forked_kernel_collects_garbage_but_not_the_zygotes_imports(server):
+    """Check that the collector, off while the zygote imported, is on again in a forked kernel
+    (its cycles are freed), and that the imported modules' objects are frozen out of its reach."""
+    k = _kernel(server)
+    out = _run(k, "import gc\nclass Cycle:\n    pass\na = Cycle(); a.me = a; del a\n"
+                  "print(gc.isenabled(), gc.get_freeze_count() > 100_000, gc.collect() >= 1)")
+    assert out.split() == ["True", "True", "True"], out
+    k.stop()
