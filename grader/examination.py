@@ -221,7 +221,7 @@ class Examination:
         for kernel, modules, install in boots:
             files = self._files(kernel, include_student=kernel is self.student)
             kernel.submit(BOOT.format(modules=modules, files=files, workdir=self._workdir(kernel), install=install),
-                          silent=True, user_expressions={"g": "_convlab_boot()"})
+                          deadline=self.deadline, silent=True, user_expressions={"g": "_convlab_boot()"})
         for kernel, _, _ in boots:
             reply = kernel.result(deadline=self.deadline)
             answer = reply.user_expressions.get("g", {})

@@ -43,6 +43,7 @@ FLOOD_LIMIT = 16 * 2**20         # bytes of output received before the grader st
 TRUNCATED = "\n[... output truncated by the grader ...]\n"
 ALIVE_EVERY = 0.05               # seconds between two checks that the kernel process still lives
 EXIT_GRACE = 0.3                 # after the socket closed: seconds to wait for the exit code
+READ_AHEAD = 2 * MAX_MESSAGE     # bytes read from a process while the grader's frame waits to go
 OUTPUTS = ("stream", "display_data", "execute_result", "error")
 
 WARM_PREAMBLE = """
@@ -149,12 +150,19 @@ class Shell:
         self.timings["imports"] = time.monotonic() - t
 
     # -- frames ------------------------------------------------------------------------------
-    def _send(self, msg: dict) -> None:
+    def _send(self, msg: dict, deadline: float, kill: bool = True) -> None:
+        """Send one frame, reading what the process sends meanwhile (neither side can block the
+        other). A frame not sent by the deadline ends the process (half a frame leaves nothing to
+        talk on): KernelDied "timeout", or "call_timeout" for a call (kill=False)."""
         try:
-            self.frames.send(json.dumps(msg).encode())
+            sent = self.frames.send(json.dumps(msg).encode(), deadline)
         except OSError:
             self._check_alive()
             raise KernelDied("crashed", f"{self.what} closed its socket") from None
+        if not sent:
+            reason = "timeout" if kill else "call_timeout"
+            self.process.kill(reason)
+            raise KernelDied(reason, f"{self.what} did not read what the grader sent")
 
     def _recv(self, deadline: float, kill: bool = True) -> dict:
         """The next frame, a JSON object. At the deadline the process is killed (KernelDied
@@ -200,12 +208,14 @@ class Shell:
             on_input: Callable[[str], str] | None = None) -> Reply:
         """Execute `code`; collect its outputs (capped) until its reply. With `on_input` (the
         examiner's proxy calls), each input() prompt is answered with on_input(prompt)."""
-        self.submit(code, user_expressions=user_expressions, silent=silent)
+        self.submit(code, deadline=deadline, user_expressions=user_expressions, silent=silent)
         return self.result(deadline=deadline, budget=budget, on_input=on_input)
 
-    def submit(self, code: str, *, user_expressions: dict | None = None, silent: bool = False) -> None:
+    def submit(self, code: str, *, deadline: float, user_expressions: dict | None = None,
+               silent: bool = False) -> None:
         """Send `code` to run, without waiting (then `result()`: e.g. two kernels at once)."""
-        self._send({"op": "run", "code": code, "silent": silent, "user_expressions": user_expressions or {}})
+        self._send({"op": "run", "code": code, "silent": silent, "user_expressions": user_expressions or {}},
+                   deadline)
 
     def result(self, *, deadline: float, budget: OutputBudget | None = None,
                on_input: Callable[[str], str] | None = None) -> Reply:
@@ -219,14 +229,14 @@ class Shell:
             if op == "reply":
                 return _reply(msg, outputs)
             if op == "input" and on_input is not None:
-                self._send({"op": "input_reply", "value": on_input(str(msg.get("prompt", "")))})
+                self._send({"op": "input_reply", "value": on_input(str(msg.get("prompt", "")))}, deadline)
             elif "msg_type" in msg:
                 self._collect(msg, outputs, kept, budget)
 
     # -- the examiner's calls of the student's code (grader/student_agent.py) ----------------
     def call(self, text: str, *, deadline: float, budget: OutputBudget, kill: bool = True) -> str:
         """One request to the student agent; its answer (the call's printed output is counted)."""
-        self._send({"op": "call", "text": text})
+        self._send({"op": "call", "text": text}, deadline, kill)
         return self.call_answer(deadline=deadline, budget=budget, kill=kill)
 
     def call_answer(self, *, deadline: float, budget: OutputBudget, kill: bool = True) -> str:
@@ -312,22 +322,41 @@ def _accept_from(listener: socket.socket, process: SandboxedKernel) -> "_Frames 
 
 
 class _Frames:
-    """Length-prefixed frames (4 bytes, big-endian) on a connected stream socket, read without
-    blocking: `fill()` after the socket polls readable, then `take()`."""
+    """Length-prefixed frames (4 bytes, big-endian) on a connected stream socket, which never
+    blocks: `fill()` after the socket polls readable, then `take()`; `send()` with a deadline."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock, self.buf = sock, bytearray()
+        sock.setblocking(False)
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(struct.pack(">I", len(data)) + data)
+    def send(self, data: bytes, deadline: float) -> bool:
+        """Write one frame before `deadline` (False if it could not). What arrives meanwhile is
+        read (up to READ_AHEAD), so a peer that writes while we write cannot block us."""
+        view = memoryview(struct.pack(">I", len(data)) + data)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            reading = [self.sock] if len(self.buf) < READ_AHEAD else []
+            readable, writable, _ = select.select(reading, [self.sock], [], min(left, 0.05))
+            if writable:
+                try:
+                    view = view[self.sock.send(view):]
+                except BlockingIOError:
+                    pass
+            if readable and not self.fill():
+                raise BrokenPipeError("the peer closed the socket")
+        return True
 
     def fill(self) -> bool:
         """Read what is there; False at end of stream (or a connection reset by the peer)."""
         try:
             chunk = self.sock.recv(1 << 20)
+        except BlockingIOError:
+            return True
         except OSError:
             return False
         self.buf += chunk

@@ -248,7 +248,7 @@ def test_pool_replaces_a_dead_server(tmp_path):
     try:
         k = pool.acquire()
         first = k.process.server
-        k._send({"op": "run", "code": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"})
+        k.submit("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", deadline=time.monotonic() + 10)
         deadline = time.monotonic() + 20
         while first.alive() and time.monotonic() < deadline:
             time.sleep(0.05)

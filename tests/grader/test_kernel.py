@@ -9,7 +9,7 @@ import time
 import pytest
 
 from grader import sandbox
-from grader.kernel import CELL_OUTPUT_CAP, FLOOD_LIMIT, MAX_MESSAGE, TRUNCATED, KernelDied, Shell
+from grader.kernel import CELL_OUTPUT_CAP, FLOOD_LIMIT, MAX_MESSAGE, TRUNCATED, KernelDied, OutputBudget, Shell
 
 # the student kernel's socket to the grader, as a student's cell can find it (its only socket)
 SOCKET = ("import json, os, socket, stat, struct\n"
@@ -84,3 +84,17 @@ def test_a_kernel_that_exits_is_a_crash_not_a_flood(kernel):
     died, _ = _death(kernel, "import os; os._exit(3)")
     assert died.reason == "crashed", died
     assert "code" in died.detail
+
+
+def test_a_kernel_that_stops_reading_cannot_block_the_grader(kernel):
+    """Check that a student kernel that forges its reply, then neither reads nor answers, cannot
+    hang the grader on a request larger than the socket's buffer: it is stopped at the call's
+    deadline (a frame half sent leaves nothing to talk on)."""
+    reply = kernel.run(SOCKET + "frame(json.dumps({'op': 'reply', 'status': 'ok'}).encode())\n"
+                       "import time\ntime.sleep(120)", deadline=time.monotonic() + 30)
+    assert reply.status == "ok"                       # the forged reply
+    t0 = time.monotonic()
+    with pytest.raises(KernelDied) as died:
+        kernel.call("x" * 4_000_000, deadline=t0 + 3, budget=OutputBudget(), kill=False)
+    assert died.value.reason == "call_timeout" and time.monotonic() - t0 < 10, died.value
+    assert not kernel.process.alive()
