@@ -255,6 +255,17 @@ def corr2d(X, K):
 """
 # ... and a frame header announcing 2 GB is refused before anything is read.
 HUGE_FRAME = FORGED_FRAME.replace("struct.pack(\">I\", len(junk)) + junk", "struct.pack(\">I\", 2**31)")
+# A reply forged on the kernel's socket (found among its open files), then silence: the grader
+# goes on to the tests, whose calls the kernel neither reads nor answers (nor can SIGINT stop it:
+# outside a call it is blocked). Each wait has its deadline: the kernel is stopped, never the grader.
+STOPS_READING = """
+import json, os, socket, stat, struct, time
+fd = [int(n) for n in os.listdir("/proc/self/fd") if n.isdigit() and int(n) > 2
+      and os.path.exists(f"/proc/self/fd/{n}") and stat.S_ISSOCK(os.stat(f"/proc/self/fd/{n}").st_mode)][0]
+reply = json.dumps({"op": "reply", "status": "ok", "execution_count": 1}).encode()
+socket.socket(fileno=os.dup(fd)).sendall(struct.pack(">I", len(reply)) + reply)
+time.sleep(300)
+"""
 # Run last: look everywhere in the student's process for the hidden tests' source (the markers
 # are built at run time and kept out of the globals, so the search cannot find itself; unfreeze:
 # the fork server's zygote froze the objects every kernel inherits, hiding them from get_objects).
@@ -287,7 +298,7 @@ def _slow_conv2d(base):
     return nb
 
 
-NO_GAIN = ("steal_and_answer", "lying_tensor", "thread_patch", "lying_eq", "huge_result", "deep_result",
+NO_GAIN = ("stops_reading", "steal_and_answer", "lying_tensor", "thread_patch", "lying_eq", "huge_result", "deep_result",
            "hang_in_call", "forged_frame", "huge_frame")
 
 
@@ -340,6 +351,7 @@ def _catalog(tmp: Path) -> dict:
         "answers_other_call": (_after(solved, "corr2d_impl", OTHER_CALL), "graded", "corr2d_worked_example"),
         "forged_frame": (_edit(solved, "corr2d_impl", source=FORGED_FRAME), "graded", "corr2d_worked_example"),
         "huge_frame": (_edit(solved, "corr2d_impl", source=HUGE_FRAME), "crashed", "corr2d_worked_example"),
+        "stops_reading": (_after(solved, "corr2d_impl", STOPS_READING), "timeout", "corr2d_worked_example"),
         "by_hand_bypass": (_edit(solved, "corr2d_impl", source=BY_HAND_BYPASS), "graded", "corr2d_by_hand"),
         "look_for_hidden": (_at_end(solved, LOOK_FOR_HIDDEN), "graded", None),
         "keyboard_interrupt_loop": (_after(solved, "corr2d_impl", KI_LOOP), "timeout", "corr2d_worked_example"),
