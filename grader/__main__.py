@@ -19,6 +19,28 @@ EXIT_NOT_GRADED = 3      # some submissions were not graded: the grader failed (
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    use_this_environment()
+    if args.command == "autograde":
+        return _autograde(args, parser)
+    if args.command == "feedback":
+        return _feedback(args)
+    names = getattr(args, "assignments", None) or None
+    if args.command == "release":
+        written = release.release(names)
+        print("\n".join(f"wrote {w}" for w in written) or "notebooks/ already up to date")
+    elif args.command == "run-solutions":
+        for path in execute.run_solutions(names):
+            print(f"executed {path}")
+    elif args.command == "check-students":
+        problems = execute.check_student_versions(names)
+        print("\n".join(problems) or "every student notebook fails only where it should")
+        return 1 if problems else 0
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("release", help="regenerate notebooks/ from solutions/")
@@ -56,68 +78,58 @@ def main(argv: list[str] | None = None) -> int:
                    help="the --out folder of `autograde` (default: grader/)")
     p.add_argument("--dest", type=Path, default=None,
                    help="where <student>/<assignment>.html go (default: OUT/feedback)")
-    args = parser.parse_args(argv)
-    use_this_environment()
+    return parser
 
-    if args.command == "autograde":
-        try:
-            memory = autograde.parse_size(args.memory_limit)
-        except ValueError as err:
-            parser.error(str(err))
-        if args.workers < 1 or args.timeout <= 0 or args.call_timeout <= 0:
-            parser.error("--workers must be >= 1, --timeout and --call-timeout > 0")
-        if args.no_sandbox:
-            print("warning: --no-sandbox: student code runs with your rights, unisolated", file=sys.stderr)
-        opts = autograde.Options(workers=args.workers, timeout=args.timeout, memory=memory, out=args.out,
-                                 call_timeout=args.call_timeout,
-                                 sandbox=not args.no_sandbox,
-                                 fork_server=not args.no_fork_server, config_dir=args.config_dir,
-                                 db_url=args.db_url, progress=not args.no_progress,
-                                 assignments=tuple(args.assignment))
-        try:
-            results = autograde.autograde(args.submissions, opts)
-        except autograde.AutogradeError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
-        counts = {}
-        for r in results:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        print(f"{len(results)} rows written to {opts.out / 'grades.csv'}: "
-              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-        if counts.get("error"):
-            failed = [r for r in results if r["status"] == "error"]
-            print(f"error: {len(failed)} submission(s) NOT graded because the grader failed (status error, "
-                  "not the students' fault); run the same command again to grade them:", file=sys.stderr)
-            for r in failed[:10]:
-                print(f"  {r['student_id']}/{r['assignment']}: {'; '.join(r['messages'])[:300]}", file=sys.stderr)
-            if len(failed) > 10:
-                print(f"  ... and {len(failed) - 10} more (status error in grades.csv)", file=sys.stderr)
-            return EXIT_NOT_GRADED
-        return 0
-    if args.command == "feedback":
-        try:
-            written, skipped = feedback.write_feedback(args.out, args.dest)
-        except feedback.NoResults as err:
-            print(f"error: {err}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
-        print(f"wrote {len(written)} feedback files" + (f" under {written[0].parent.parent}" if written else ""))
-        if skipped:
-            print(f"warning: no feedback for {len(skipped)} submission(s) the last run could not grade "
-                  f"(status error): {', '.join(skipped[:10])}; run autograde again, then feedback",
-                  file=sys.stderr)
-            return EXIT_NOT_GRADED
-        return 0
-    names = getattr(args, "assignments", None) or None
-    if args.command == "release":
-        written = release.release(names)
-        print("\n".join(f"wrote {w}" for w in written) or "notebooks/ already up to date")
-    elif args.command == "run-solutions":
-        for path in execute.run_solutions(names):
-            print(f"executed {path}")
-    elif args.command == "check-students":
-        problems = execute.check_student_versions(names)
-        print("\n".join(problems) or "every student notebook fails only where it should")
-        return 1 if problems else 0
+
+def _autograde(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        memory = autograde.parse_size(args.memory_limit)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.workers < 1 or args.timeout <= 0 or args.call_timeout <= 0:
+        parser.error("--workers must be >= 1, --timeout and --call-timeout > 0")
+    if args.no_sandbox:
+        print("warning: --no-sandbox: student code runs with your rights, unisolated", file=sys.stderr)
+    opts = autograde.Options(workers=args.workers, timeout=args.timeout, memory=memory, out=args.out,
+                             call_timeout=args.call_timeout,
+                             sandbox=not args.no_sandbox,
+                             fork_server=not args.no_fork_server, config_dir=args.config_dir,
+                             db_url=args.db_url, progress=not args.no_progress,
+                             assignments=tuple(args.assignment))
+    try:
+        results = autograde.autograde(args.submissions, opts)
+    except autograde.AutogradeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    counts = {}
+    for r in results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print(f"{len(results)} rows written to {opts.out / 'grades.csv'}: "
+          + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if counts.get("error"):
+        failed = [r for r in results if r["status"] == "error"]
+        print(f"error: {len(failed)} submission(s) NOT graded because the grader failed (status error, "
+              "not the students' fault); run the same command again to grade them:", file=sys.stderr)
+        for r in failed[:10]:
+            print(f"  {r['student_id']}/{r['assignment']}: {'; '.join(r['messages'])[:300]}", file=sys.stderr)
+        if len(failed) > 10:
+            print(f"  ... and {len(failed) - 10} more (status error in grades.csv)", file=sys.stderr)
+        return EXIT_NOT_GRADED
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    try:
+        written, skipped = feedback.write_feedback(args.out, args.dest)
+    except feedback.NoResults as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    print(f"wrote {len(written)} feedback files" + (f" under {written[0].parent.parent}" if written else ""))
+    if skipped:
+        print(f"warning: no feedback for {len(skipped)} submission(s) the last run could not grade "
+              f"(status error): {', '.join(skipped[:10])}; run autograde again, then feedback",
+              file=sys.stderr)
+        return EXIT_NOT_GRADED
     return 0
 
 

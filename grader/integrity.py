@@ -72,53 +72,51 @@ def is_test(cell) -> bool:
 def repair(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
     """The submission with the release's nbgrader cells restored, and what was wrong with it."""
     findings: list[str] = []
-    ref = {}
-    order = []
-    for cell in release.cells:
-        gid = _meta(cell).get("grade_id")
-        if gid:
-            ref[gid] = cell
-            order.append(gid)
+    ref = {_meta(c)["grade_id"]: c for c in release.cells if _meta(c).get("grade_id")}
     # nbgrader keeps the LAST cell of a duplicated id (DeduplicateIds); so do we.
-    last = {}
-    for n, cell in enumerate(nb.cells):
-        gid = _meta(cell).get("grade_id")
-        if gid:
-            last[gid] = n
-    out = []
-    for n, cell in enumerate(nb.cells):
-        cell = copy.deepcopy(cell)
-        md = _meta(cell)
-        gid = md.get("grade_id")
-        if not md:
-            out.append(cell)
-            continue
-        if not gid or gid not in ref:
-            if md.get("grade") or md.get("solution") or md.get("locked") or gid:
-                findings.append(f"cell {n}: unknown grade id {gid!r} (relabelled or added)")
-            cell.metadata.pop("nbgrader", None)
-            out.append(cell)
-            continue
-        if last[gid] != n:
+    last = {_meta(c)["grade_id"]: n for n, c in enumerate(nb.cells) if _meta(c).get("grade_id")}
+    out = [_restored(n, copy.deepcopy(cell), ref, last, findings) for n, cell in enumerate(nb.cells)]
+    _reinsert_deleted(out, ref, findings)
+    repaired = copy.deepcopy(nb)
+    repaired.cells = out
+    repaired.metadata = copy.deepcopy(release.metadata)
+    return repaired, findings
+
+
+def _restored(n: int, cell, ref: dict, last: dict, findings: list[str]):
+    """Cell n of a submission as graded: an nbgrader cell gets the release's metadata (and its
+    source, if locked); an unknown or duplicated id loses its nbgrader metadata."""
+    md = _meta(cell)
+    gid = md.get("grade_id")
+    if not md:
+        return cell
+    if not gid or gid not in ref or last[gid] != n:
+        if gid in ref:
             findings.append(f"cell {n}: duplicate of {gid!r}")
-            cell.metadata.pop("nbgrader", None)
-            out.append(cell)
-            continue
-        want = ref[gid]
-        wmd = _meta(want)
-        changed = [k for k in COMPARED if md.get(k) != wmd.get(k)]
-        if cell.cell_type != want.cell_type:
-            changed.append("cell_type")
-        if changed:
-            findings.append(f"{gid}: nbgrader metadata changed ({', '.join(changed)})")
-        if wmd.get("locked") and cell.source != want.source:
-            findings.append(f"{gid}: a read-only/test cell was edited")
-        if cell.cell_type != want.cell_type:
-            cell = copy.deepcopy(want)
-        cell.metadata["nbgrader"] = copy.deepcopy(wmd)
-        if wmd.get("locked"):
-            cell.source = want.source
-        out.append(cell)
+        elif md.get("grade") or md.get("solution") or md.get("locked") or gid:
+            findings.append(f"cell {n}: unknown grade id {gid!r} (relabelled or added)")
+        cell.metadata.pop("nbgrader", None)
+        return cell
+    want = ref[gid]
+    wmd = _meta(want)
+    changed = [k for k in COMPARED if md.get(k) != wmd.get(k)]
+    if cell.cell_type != want.cell_type:
+        changed.append("cell_type")
+    if changed:
+        findings.append(f"{gid}: nbgrader metadata changed ({', '.join(changed)})")
+    if wmd.get("locked") and cell.source != want.source:
+        findings.append(f"{gid}: a read-only/test cell was edited")
+    if cell.cell_type != want.cell_type:
+        cell = copy.deepcopy(want)
+    cell.metadata["nbgrader"] = copy.deepcopy(wmd)
+    if wmd.get("locked"):
+        cell.source = want.source
+    return cell
+
+
+def _reinsert_deleted(out: list, ref: dict, findings: list[str]) -> None:
+    """Put back each deleted test or read-only cell after the release's cell before it."""
+    order = list(ref)
     present = {_meta(c).get("grade_id") for c in out if _meta(c)}
     for i, gid in enumerate(order):
         if gid in present:
@@ -135,10 +133,6 @@ def repair(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> tuple[n
                 break
         out.insert(pos, copy.deepcopy(ref[gid]))
         present.add(gid)
-    repaired = copy.deepcopy(nb)
-    repaired.cells = out
-    repaired.metadata = copy.deepcopy(release.metadata)
-    return repaired, findings
 
 
 def sanitize(nb: nbformat.NotebookNode, assignment: str, student: str, db_url: str,
