@@ -21,7 +21,7 @@ then discards the whole sandbox.
 
 Hardening: the zygote is not dumpable (`PR_SET_DUMPABLE` 0: a process of the same uid without
 CAP_SYS_PTRACE cannot ptrace it, read /proc/<pid>/mem or open its /proc/<pid>/fd, so it cannot
-reach the pipes), starts no thread and no ZeroMQ context (it checks /proc/self/task before every
+reach the pipes), starts no thread (it checks /proc/self/task before every
 fork), keeps '' and the working folder out of sys.path, and does nothing else. A student process
 can still signal it (same uid); the grader notices a dead or silent zygote and starts a new sandbox.
 
