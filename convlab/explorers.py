@@ -19,7 +19,7 @@ import torch
 from matplotlib.colors import TwoSlopeNorm
 from torch.nn import functional as F
 
-from .plotting import _show
+from .plotting import _in_jupyter_kernel, _show
 
 __all__ = [
     "descend",
@@ -42,10 +42,9 @@ def _live() -> bool:
     """True in a live Jupyter kernel with ipywidgets installed (where widgets can be shown)."""
     try:
         import ipywidgets  # noqa: F401
-        from IPython import get_ipython
     except ImportError:
         return False
-    return getattr(get_ipython(), "kernel", None) is not None
+    return _in_jupyter_kernel()
 
 
 def _tensor2d(t: object, name: str) -> torch.Tensor:

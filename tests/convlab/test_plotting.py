@@ -283,3 +283,23 @@ def test_pool_animation_has_one_frame_per_window_and_shows_the_maximum():
         animate_pool2d(lambda X, k, s: torch.zeros(1, 1), X4, 2)
     with pytest.raises(ValueError, match="pool_size must be an int from 1 to 4"):
         animate_pool2d(reference_pool2d, X4, 5)
+
+
+def test_animations_are_not_drawn_in_an_ipython_shell_without_a_kernel():
+    """The grader runs notebooks in an IPython shell that is not a Jupyter kernel (nothing there
+    can play an animation): the student's function still runs, its errors still show, and a note
+    replaces the frames."""
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    try:
+        shell.user_ns.update(convlab_plotting=__import__("convlab.plotting").plotting, torch=torch,
+                             corr2d=reference_corr2d, pool2d=reference_pool2d, X=X, K=K)
+        html = shell.run_cell("convlab_plotting.animate_corr2d(corr2d, X, K)").result.data
+        assert "frames[" not in html and "4 frames, not drawn here" in html
+        html = shell.run_cell("convlab_plotting.animate_pool2d(pool2d, torch.ones(4, 4), 2, stride=1)").result.data
+        assert "frames[" not in html and "9 frames, not drawn here" in html
+        failed = shell.run_cell("convlab_plotting.animate_corr2d(lambda X, K: torch.zeros(1, 1), X, K)")
+        assert isinstance(failed.error_in_exec, ValueError)
+        assert "corr2d returned (1, 1)" in str(failed.error_in_exec)
+    finally:
+        InteractiveShell.clear_instance()
