@@ -4,8 +4,8 @@ inside bubblewrap, since grader/ is not visible in the sandbox).
 
 It imports what every grading process needs (IPython, PyTorch, matplotlib with Agg, convlab, the
 shell of grader/shell.py, whose source it gets in CONVLAB_SHELL_SOURCE, and the modules named in
-CONVLAB_ZYGOTE_WARM, e.g. torch._dynamo) and formats one traceback (IPython's first costs ~70 ms)
-ONCE, then, per request read from its private pipe (fd 0 at start, moved to a private
+CONVLAB_ZYGOTE_WARM, e.g. torch._dynamo) and shows a kernel's first tracebacks in a throwaway
+shell (`_first_calls`) ONCE, then, per request read from its private pipe (fd 0 at start, moved to a private
 descriptor; answers go to a private copy of fd 1), forks one shell of its role
 (CONVLAB_ZYGOTE_ROLE: "student" kernels or "examiner"s) that connects to the grader's socket:
 
@@ -70,6 +70,7 @@ def _warm():
     matplotlib.use("Agg")
     import matplotlib.pyplot, convlab, IPython  # noqa: F401,E401
     _shell_module()
+    _one_lexer_class()
     if ROLE == "examiner":
         # SymPy: torch.testing imports it on the first failed comparison (every examiner that
         # shows a failed test), autograd on a backward with grad_outputs (the reference answers'
@@ -95,22 +96,73 @@ def _font_cache():
         shutil.copyfile(path, os.path.join(target, os.path.basename(path)))
 
 
-def _first_calls(examiner):
-    """IPython's first traceback in a process (pygments, stack_data, inspect's file -> module map,
-    and for examiners convlab/checks.py parsed), paid once here: measured in a forked child, the
-    first failing cell takes ~0.04 s instead of ~0.11 s (every kernel that shows a failed test or
-    an error). A student zygote's error is a plain one (a failed comparison would import SymPy)."""
-    import inspect
-    import IPython.core.ultratb
-    import convlab.checks
-    import torch
-    inspect.getmodule(compile("0", "/convlab-zygote-warm", "eval"))
+def _pygmented_with_ranges(formatter, code, ranges):
+    """stack_data's function of that name (0.6.3) with one lexer class for every call: it makes
+    a new subclass of pygments' Python lexer each time, whose token tables pygments then compiles
+    again (~5 ms for each frame of each traceback). Same tokens, same output."""
+    import pygments
     try:
-        if examiner:
-            convlab.checks.expect_close(torch.zeros(1), torch.ones(1))
-        raise NotImplementedError("warm")
-    except (AssertionError, NotImplementedError):
-        IPython.core.ultratb.AutoFormattedTB(mode="Context").structured_traceback(*sys.exc_info())
+        highlighted = pygments.highlight(code, _RangesLexer.make(ranges), formatter)
+    except Exception:  # noqa: BLE001 - as stack_data: code without highlighting, not a crash
+        highlighted = code
+    return highlighted.splitlines()
+
+
+class _RangesLexer:
+    """The lexer class of `_pygmented_with_ranges`, made once (pygments imported on first use)."""
+    cls = None
+
+    @classmethod
+    def make(cls, ranges):
+        if cls.cls is None:
+            from pygments.lexers import get_lexer_by_name
+
+            class RangesLexer(type(get_lexer_by_name("python3"))):
+                def get_tokens(self, text):
+                    length = 0
+                    for ttype, value in super().get_tokens(text):
+                        if any(start <= length < end for start, end in self.ranges):
+                            ttype = ttype.ExecutingNode
+                        length += len(value)
+                        yield ttype, value
+            cls.cls = RangesLexer
+        lexer = cls.cls(stripnl=False)
+        lexer.ranges = ranges
+        return lexer
+
+
+def _one_lexer_class():
+    """Kernels' tracebacks use `_pygmented_with_ranges`, where stack_data is the version it copies."""
+    import stack_data
+    import stack_data.core
+    if stack_data.__version__ == "0.6.3":
+        stack_data.core._pygmented_with_ranges = _pygmented_with_ranges
+
+
+def _first_calls(examiner):
+    """A kernel's first tracebacks, paid once here: failing cells run in a throwaway shell made by
+    grader/shell.py's own `_shell`, so exactly what a kernel's shell uses is warmed (IPython's
+    completer and magics modules, the pygments lexer and terminal formatter of its colour theme,
+    whose token tables are compiled on first use, stack_data's parse of the convlab file the
+    traceback goes through, inspect's file -> module map). The instance is then cleared: each
+    kernel makes its own, with nothing run in it. Students' errors go through convlab/plotting.py
+    (a demo cell calling their unfinished function); examiners' failed tests through
+    convlab/checks.py (a failed comparison imports SymPy, which student zygotes do without)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class Discard:
+        def send(self, msg_type, content):
+            pass
+
+        def flush(self):
+            pass
+
+    shell = sys.modules["_convlab_shell"]._shell(Discard())
+    shell.run_cell("import torch, convlab\n"
+                   "def f(X, K):\n    raise NotImplementedError('warm')")
+    shell.run_cell("convlab.expect_close(torch.zeros(1), torch.ones(1))" if examiner else
+                   "convlab.show_corr2d(f, torch.ones(2, 2), torch.ones(1, 1))")
+    InteractiveShell.clear_instance()
 
 
 def _threads():

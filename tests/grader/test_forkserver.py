@@ -371,3 +371,36 @@ def test_a_forked_kernel_collects_garbage_but_not_the_zygotes_imports(server):
                   "print(gc.isenabled(), gc.get_freeze_count() > 100_000, gc.collect() >= 1)")
     assert out.split() == ["True", "True", "True"], out
     k.stop()
+
+
+def test_the_zygotes_traceback_highlighting_is_stack_datas():
+    """Check that the zygote's `_pygmented_with_ranges` (one lexer class, not one per frame) gives
+    exactly stack_data's highlighting, executing-node ranges included."""
+    import stack_data
+    from pygments.formatters.terminal256 import Terminal256Formatter
+    from pygments.styles import get_style_by_name
+    from stack_data.utils import _pygmented_with_ranges as theirs
+
+    from grader import zygote
+
+    formatter = Terminal256Formatter(style=stack_data.style_with_executing_node(get_style_by_name("default"), "bg:ansired"))
+    code = "def corr2d(X, K):\n    h, w = K.shape\n    return X[i:i + h, j:j + w] * K  # the window\n"
+    for ranges in ([], [(0, 3)], [(37, 60), (61, 62)], [(0, len(code))]):
+        assert zygote._pygmented_with_ranges(formatter, code, ranges) == theirs(formatter, code, ranges)
+    assert zygote._pygmented_with_ranges(formatter, code, [(37, 60)]) != theirs(formatter, code, [])
+
+
+def test_a_forked_kernels_tracebacks_compile_no_lexer(server):
+    """Check that a kernel's tracebacks (through a convlab helper, as in a demo cell calling an
+    unfinished function) compile no pygments token tables: the zygote warmed them, and stack_data
+    no longer makes a lexer class per frame."""
+    k = _kernel(server)
+    _run(k, "import pygments.lexer, torch, convlab\ncompiled = []\nmeta = pygments.lexer.RegexLexerMeta\n"
+            "original = meta.process_tokendef\n"
+            "meta.process_tokendef = lambda cls, *a: compiled.append(cls) or original(cls, *a)\n"
+            "def corr2d(X, K):\n    raise NotImplementedError('write corr2d')")
+    for cell in ("convlab.show_corr2d(corr2d, torch.ones(3, 3), torch.ones(2, 2))", "corr2d(1, 2)"):
+        reply = k.run(cell, deadline=time.monotonic() + 20)
+        assert reply.ename == "NotImplementedError" and "\x1b[" in "".join(reply.outputs[-1].traceback)
+    assert _run(k, "print(len(compiled))").strip() == "0"
+    k.stop()
