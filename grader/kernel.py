@@ -96,6 +96,7 @@ class Shell:
     timings: dict = field(default_factory=dict)
     on_stop: Callable[[], None] | None = None     # e.g. give a fork server back to its pool
     frames: "_Frames | None" = None
+    alive_checked: float = 0.0                   # when /proc last said the process lives
 
     @classmethod
     def start(cls, scratch: Path, *, role: str, sandbox: bool, limits: Limits) -> "Shell":
@@ -168,7 +169,6 @@ class Shell:
         """The next frame, a JSON object. At the deadline the process is killed (KernelDied
         "timeout"), or, with kill=False, CallTimeout is raised; KernelDied if it died, closed the
         socket, or sent a frame over MAX_MESSAGE ("flood") or one that is not a JSON object."""
-        checked = 0.0
         while True:
             try:
                 frame = self.frames.take()
@@ -177,9 +177,9 @@ class Shell:
                 raise KernelDied("flood", f"a message over {MAX_MESSAGE // 2**20} MB") from None
             if frame is not None:
                 return self._parse(frame)
-            if self.process.killed or time.monotonic() - checked >= ALIVE_EVERY:
-                self._check_alive()                 # (reads /proc: not for every frame)
-                checked = time.monotonic()
+            if self.process.killed or time.monotonic() - self.alive_checked >= ALIVE_EVERY:
+                self._check_alive()                 # (reads /proc: at most every ALIVE_EVERY
+                self.alive_checked = time.monotonic()   # while frames come, not per frame)
             left = deadline - time.monotonic()
             if left <= 0:
                 if not kill:
