@@ -48,3 +48,32 @@ def test_every_exercise_has_several_tests_with_a_docstring(assignment):
         assert cell.source.startswith('"""Check that'), f"{assignment}/{grade_id}: first line should be \"\"\"Check that …\"\"\""
         assert cell.metadata["nbgrader"]["points"] > 0, f"{assignment}/{grade_id} has no points"
 
+
+
+# PyTorch's sampling functions, in-place samplers and nn.init's random initialisers: each draws from
+# the global generator unless it is given `generator=`. (The weights a layer such as nn.Conv2d gets
+# when a test builds one come from the global generator too: the tests use only their shapes.)
+SAMPLERS = {"rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "normal",
+            "bernoulli", "multinomial", "poisson", "normal_", "uniform_", "random_", "bernoulli_",
+            "exponential_", "geometric_", "cauchy_", "log_normal_", "kaiming_uniform_", "kaiming_normal_",
+            "xavier_uniform_", "xavier_normal_", "trunc_normal_", "orthogonal_", "sparse_"}
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_instructor_cells_draw_random_inputs_from_their_own_generator(assignment):
+    """Check that test and read-only cells draw random numbers only from a torch.Generator of their
+    own. The global generator's state comes back from the student's kernel after every call (so
+    `torch.manual_seed` before a call means what it says): a student who has read the grader can
+    set it to any state, and so choose what a test drew from it afterwards."""
+    import ast
+
+    from grader.examination import is_instructor
+
+    for cell in nbformat.read(source_notebook(assignment), as_version=4).cells:
+        if not is_instructor(cell):
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SAMPLERS:
+                assert any(k.arg == "generator" for k in node.keywords), (
+                    f"{assignment}/{cell.metadata['nbgrader']['grade_id']}: {ast.unparse(node)} draws from the "
+                    "global generator, which the student's kernel controls: pass generator=torch.Generator().manual_seed(n)")
