@@ -283,6 +283,10 @@ _look()
 """
 # Correct numbers from PyTorch's convolution where the exercise is "by hand".
 BY_HAND_BYPASS = "def corr2d(X, K):\n    return F.conv2d(X[None, None].float(), K[None, None].float())[0, 0]\n"
+# Zeros for any input, after zeroing the input itself: a test that computed its reference from X
+# after the call would compare zeros with zeros (the tests pass copies; see also test_pipeline.py).
+ZEROES_ITS_INPUT = ("def corr2d(X, K):\n    X.zero_()\n"
+                    "    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)\n")
 
 # name -> (notebook or raw bytes or "dir", expected status, wrong-answer cell that must score 0)
 def _at_end(base, source: str):
@@ -298,7 +302,7 @@ def _slow_conv2d(base):
     return nb
 
 
-NO_GAIN = ("stops_reading", "steal_and_answer", "lying_tensor", "thread_patch", "lying_eq", "huge_result", "deep_result",
+NO_GAIN = ("stops_reading", "zeroes_its_input", "steal_and_answer", "lying_tensor", "thread_patch", "lying_eq", "huge_result", "deep_result",
            "hang_in_call", "forged_frame", "huge_frame")
 
 
@@ -342,6 +346,7 @@ def _catalog(tmp: Path) -> dict:
         "no_cells": (nbformat.v4.new_notebook(), "tampered", "corr2d_worked_example"),
         "steal_and_answer": (_after(wrong, "corr2d_impl", STEAL_AND_ANSWER), "graded", "corr2d_worked_example"),
         "lying_tensor": (_edit(wrong, "corr2d_impl", source=LYING_TENSOR), "graded", "corr2d_worked_example"),
+        "zeroes_its_input": (_edit(wrong, "corr2d_impl", source=ZEROES_ITS_INPUT), "graded", "corr2d_worked_example"),
         "thread_patch": (_after(wrong, "corr2d_impl", THREAD_PATCH), "graded", "corr2d_worked_example"),
         "lying_eq": (_edit(wrong, "corr2d_impl", source=LYING_EQ), "graded", "corr2d_output_shape"),
         "huge_result": (_edit(wrong, "corr2d_impl", source=HUGE_RESULT), "graded", "corr2d_worked_example"),
