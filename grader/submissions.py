@@ -32,35 +32,37 @@ def solved(assignment: str) -> nbformat.NotebookNode:
     return nb
 
 
-# Wraps a student function so that its tensor argument number `which` (positional ones first, then
-# keywords) is zeroed before the function runs: in place, so the caller's tensor changes too, or in
-# a copy, so it does not. The function then answers for the zeroed input.
-_ZEROED = '''
-def _convlab_zeroed(f, which, in_place):
+# Wraps a student function so that, after answering a call from outside the student's functions
+# (a test's, not one of theirs calling another, whose answer must stay right), it zeroes its tensor
+# argument number `which` (positional ones first, then keywords) in place: the caller's tensor changes.
+_CHANGES_AN_INPUT = '''
+_convlab_depth = [0]
+
+
+def _convlab_changes_an_input(f, which):
     import torch
 
-    def zeroed(*args, **kwargs):
-        args, kwargs = list(args), dict(kwargs)
-        slots = [(args, i) for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
-        slots += [(kwargs, k) for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
-        if which < len(slots):
-            box, key = slots[which]
-            if in_place:
-                with torch.no_grad():
-                    box[key].zero_()
-            else:
-                box[key] = box[key].detach().clone().zero_().requires_grad_(box[key].requires_grad)
-        return f(*args, **kwargs)
-    return zeroed
+    def changes_an_input(*args, **kwargs):
+        _convlab_depth[0] += 1
+        try:
+            result = f(*args, **kwargs)
+        finally:
+            _convlab_depth[0] -= 1
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        if _convlab_depth[0] == 0 and which < len(tensors):
+            with torch.no_grad():
+                tensors[which].zero_()
+        return result
+    return changes_an_input
 '''
 
 
-def zeroing_an_input(assignment: str, which: int, in_place: bool) -> nbformat.NotebookNode:
-    """The solved notebook whose functions answer as if their tensor argument number `which` were
-    zeros, having zeroed the caller's tensor itself (`in_place`) or a copy. Against tests whose
-    references are computed from the inputs as they were, the first scores no more than the second
-    on any test: a test where it scores more computed its reference from what the student's code
-    left in its inputs (which a student can set to anything)."""
+def changing_an_input(assignment: str, which: int) -> nbformat.NotebookNode:
+    """The solved notebook whose functions, having answered correctly, zero their tensor argument
+    number `which` in place. Every test should pass it except those that check that the function
+    leaves its inputs alone: a test that fails it otherwise computed its reference from what the
+    student's code left in its inputs, which a student can set to anything (e.g. zeros, and answer
+    zeros)."""
     nb = solved(assignment)
     cells = []
     for cell in nb.cells:
@@ -68,7 +70,7 @@ def zeroing_an_input(assignment: str, which: int, in_place: bool) -> nbformat.No
         if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
             names = [n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)]
             if names:
-                wraps = "\n".join(f"{n} = _convlab_zeroed({n}, {which}, {in_place})" for n in names)
-                cells.append(nbformat.v4.new_code_cell(_ZEROED + wraps))
+                wraps = "\n".join(f"{n} = _convlab_changes_an_input({n}, {which})" for n in names)
+                cells.append(nbformat.v4.new_code_cell(_CHANGES_AN_INPUT + wraps))
     nb.cells = cells
     return nb

@@ -1,7 +1,7 @@
 """`python -m grader autograde` end to end on every assignment, in a throwaway course folder and
 gradebook: the solved notebook gets full marks and the untouched release zero (sandboxed, in
-parallel). test_pipeline_nbgrader.py does the same with plain nbgrader. In the same run, answers
-that zero one of their inputs in place gain nothing over the same answers leaving them alone."""
+parallel). test_pipeline_nbgrader.py does the same with plain nbgrader. In the same run, right
+answers that then change one of their inputs fail only the tests that check the inputs are left alone."""
 from __future__ import annotations
 
 import csv
@@ -21,7 +21,7 @@ from .test_pipeline_nbgrader import STUDENTS
 def our_grades(tmp_path_factory, course_config):
     """The same two students through `python -m grader autograde` (sandboxed, in parallel)."""
     tmp = tmp_path_factory.mktemp("ours")
-    students = {**STUDENTS, **ZEROING}
+    students = {**STUDENTS, **CHANGING}
     for assignment in assignments():
         for student, make in students.items():
             path = tmp / "subs" / student / assignment / f"{assignment}.ipynb"
@@ -38,10 +38,9 @@ def our_grades(tmp_path_factory, course_config):
     return grades, cells
 
 
-# Functions answering as if their tensor argument number i were zeros (train_kernel and
-# corr2d_backward take three tensors), having zeroed the caller's tensor or a copy of it.
-ZEROING = {f"zeroes_{i}_{how}": (lambda a, i=i, in_place=(how == "in_place"): submissions.zeroing_an_input(a, i, in_place))
-           for i in range(3) for how in ("in_place", "copy")}
+# Right answers that then zero their tensor argument number i in place (train_kernel and
+# corr2d_backward take three tensors).
+CHANGING = {f"changes_input_{i}": (lambda a, i=i: submissions.changing_an_input(a, i)) for i in range(3)}
 
 
 @pytest.mark.parametrize("assignment", assignments())
@@ -53,13 +52,23 @@ def test_autograde_command_solution_full_untouched_zero(our_grades, assignment):
 
 
 @pytest.mark.parametrize("assignment", assignments())
-def test_changing_an_input_in_place_gains_nothing(our_grades, assignment):
+def test_tests_compare_with_the_inputs_as_they_were(our_grades, assignment):
     """Check that every test computes its reference from the inputs as they were before the
-    student's code ran (a student can leave anything in a tensor it was given): answers that zero
-    an input in place score, test by test, no more than the same answers zeroing a copy."""
+    student's code ran (a student can leave anything in a tensor it was given, e.g. zeros, and
+    answer zeros): right answers that then zero one of their inputs fail only the tests that check
+    that inputs are left alone ("must not modify")."""
     _, cells = our_grades
-    gains = [f"{grade_id} (input {i}): {r['score']} > {cells[(f'zeroes_{i}_copy', a, grade_id)]['score']}"
-             for (student, a, grade_id), r in cells.items() if a == assignment and student.endswith("_in_place")
-             for i in [int(student.split("_")[1])]
-             if float(r["score"]) > float(cells[(f"zeroes_{i}_copy", a, grade_id)]["score"])]
-    assert not gains, f"{assignment}: these tests compare with what the student's code left in its inputs: {gains}"
+    rows = [r for (student, a, _), r in cells.items() if a == assignment and student.startswith("changes_input_")]
+    assert rows, f"{assignment}: no graded cells for the submissions that change an input"
+    wrong = [f"{r['student_id']}: {r['grade_id']}: {r['message'][:200]}" for r in rows
+             if r["passed"] != "yes" and "modif" not in r["message"]]
+    assert not wrong, f"{assignment}: these tests compare with what the student's code left in its inputs: {wrong}"
+
+
+def test_the_inputs_really_change(our_grades):
+    """Check that the submissions above do change their inputs: lesson 1's corr2d_integer_input,
+    which checks that X and K are left alone, fails the ones changing X (input 0) and K (input 1)."""
+    _, cells = our_grades
+    for i in (0, 1):
+        r = cells[(f"changes_input_{i}", "01_cross_correlation", "corr2d_integer_input")]
+        assert r["passed"] == "no" and "must not modify" in r["message"], r
