@@ -5,8 +5,8 @@ inside bubblewrap, since grader/ is not visible in the sandbox).
 It imports what every grading process needs (IPython, PyTorch, matplotlib with Agg, convlab, the
 shell of grader/shell.py, whose source it gets in CONVLAB_SHELL_SOURCE, and the modules named in
 CONVLAB_ZYGOTE_WARM, e.g. torch._dynamo) and shows a kernel's first tracebacks in a throwaway
-shell (`_first_calls`) ONCE, then, per request read from its private pipe (fd 0 at start, moved to a private
-descriptor; answers go to a private copy of fd 1), forks one shell of its role
+shell (`_first_calls`) ONCE, then, per request read from its private pipe (fd 0 at start, moved
+to a private descriptor; answers go to a private copy of fd 1), forks one shell of its role
 (CONVLAB_ZYGOTE_ROLE: "student" kernels or "examiner"s) that connects to the grader's socket:
 
     {"op": "fork", "shell": "/run/kernel/x3.sock"}                 -> {"ok": true, "pid": N}
@@ -21,9 +21,9 @@ then discards the whole sandbox.
 
 Hardening: the zygote is not dumpable (`PR_SET_DUMPABLE` 0: a process of the same uid without
 CAP_SYS_PTRACE cannot ptrace it, read /proc/<pid>/mem or open its /proc/<pid>/fd, so it cannot
-reach the pipes), starts no thread (it checks /proc/self/task before every
-fork), keeps '' and the working folder out of sys.path, and does nothing else. A student process
-can still signal it (same uid); the grader notices a dead or silent zygote and starts a new sandbox.
+reach the pipes), starts no thread (it checks /proc/self/task before every fork), keeps '' and
+the working folder out of sys.path, and does nothing else. A student process can still signal it
+(same uid); the grader notices a dead or silent zygote and starts a new sandbox.
 
 The forked child: new session, a fresh Python process's signal handlers (SIGINT raises
 KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored, the rest default), PR_SET_PDEATHSIG (SIGKILL when the zygote
@@ -34,6 +34,7 @@ every kernel would share the zygote's state), cwd /tmp, then the shell's main lo
 the grader named.
 """
 import ctypes
+import functools
 import gc
 import json
 import os
@@ -101,34 +102,30 @@ def _pygmented_with_ranges(formatter, code, ranges):
     a new subclass of pygments' Python lexer each time, whose token tables pygments then compiles
     again (~5 ms for each frame of each traceback). Same tokens, same output."""
     import pygments
+    lexer = _ranges_lexer()(stripnl=False)
+    lexer.ranges = ranges
     try:
-        highlighted = pygments.highlight(code, _RangesLexer.make(ranges), formatter)
+        highlighted = pygments.highlight(code, lexer, formatter)
     except Exception:  # noqa: BLE001 - as stack_data: code without highlighting, not a crash
         highlighted = code
     return highlighted.splitlines()
 
 
-class _RangesLexer:
-    """The lexer class of `_pygmented_with_ranges`, made once (pygments imported on first use)."""
-    cls = None
+@functools.lru_cache(maxsize=None)
+def _ranges_lexer():
+    """The lexer class of `_pygmented_with_ranges`, made once: pygments' Python lexer, with the
+    tokens inside the lexer's `ranges` (the executing node) marked as stack_data marks them."""
+    from pygments.lexers import get_lexer_by_name
 
-    @classmethod
-    def make(cls, ranges):
-        if cls.cls is None:
-            from pygments.lexers import get_lexer_by_name
-
-            class RangesLexer(type(get_lexer_by_name("python3"))):
-                def get_tokens(self, text):
-                    length = 0
-                    for ttype, value in super().get_tokens(text):
-                        if any(start <= length < end for start, end in self.ranges):
-                            ttype = ttype.ExecutingNode
-                        length += len(value)
-                        yield ttype, value
-            cls.cls = RangesLexer
-        lexer = cls.cls(stripnl=False)
-        lexer.ranges = ranges
-        return lexer
+    class RangesLexer(type(get_lexer_by_name("python3"))):
+        def get_tokens(self, text):
+            length = 0
+            for ttype, value in super().get_tokens(text):
+                if any(start <= length < end for start, end in self.ranges):
+                    ttype = ttype.ExecutingNode
+                length += len(value)
+                yield ttype, value
+    return RangesLexer
 
 
 def _one_lexer_class():
