@@ -45,24 +45,26 @@ def _already_shown() -> None:
     """Displaying a picture that a helper already showed shows nothing."""
 
 
-def _in_jupyter_kernel() -> bool:
-    """True in a Jupyter kernel (JupyterLab, nbclient, nbval), which a frontend can watch."""
+def _ipython():
+    """The running IPython shell, or None (a script, a doctest, no IPython installed)."""
     try:
         from IPython import get_ipython
     except ImportError:
-        return False
-    return getattr(get_ipython(), "kernel", None) is not None
+        return None
+    return get_ipython()
+
+
+def _in_jupyter_kernel() -> bool:
+    """True in a Jupyter kernel (JupyterLab, nbclient, nbval), which a frontend can watch."""
+    return getattr(_ipython(), "kernel", None) is not None
 
 
 def _unwatched() -> bool:
     """True in an IPython shell that is not a Jupyter kernel (the grader runs notebooks in one):
     nothing there can play an animation, so its frames are not drawn. A script or a doctest
     still gets the whole HTML."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return get_ipython() is not None and not _in_jupyter_kernel()
+    shell = _ipython()
+    return shell is not None and getattr(shell, "kernel", None) is None
 
 
 def _not_drawn(what: str, frames: int):

@@ -64,13 +64,14 @@ def changing_an_input(assignment: str, which: int) -> nbformat.NotebookNode:
     student's code left in its inputs, which a student can set to anything (e.g. zeros, and answer
     zeros)."""
     nb = solved(assignment)
-    cells = []
+    cells, helper = [], _CHANGES_AN_INPUT          # the helper goes into the first wrapping cell only
     for cell in nb.cells:
         cells.append(cell)
         if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
             names = [n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)]
             if names:
                 wraps = "\n".join(f"{n} = _convlab_changes_an_input({n}, {which})" for n in names)
-                cells.append(nbformat.v4.new_code_cell(_CHANGES_AN_INPUT + wraps))
+                cells.append(nbformat.v4.new_code_cell(helper + wraps))
+                helper = ""
     nb.cells = cells
     return nb

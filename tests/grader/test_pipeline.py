@@ -19,7 +19,8 @@ from .test_pipeline_nbgrader import STUDENTS
 
 @pytest.fixture(scope="module")
 def our_grades(tmp_path_factory, course_config):
-    """The same two students through `python -m grader autograde` (sandboxed, in parallel)."""
+    """The same two students, and the answers that change an input (CHANGING), through
+    `python -m grader autograde` (sandboxed, in parallel): (grades.csv rows, cells.csv rows)."""
     tmp = tmp_path_factory.mktemp("ours")
     students = {**STUDENTS, **CHANGING}
     for assignment in assignments():

@@ -1,13 +1,17 @@
-"""The student versions in notebooks/ are exactly what nbgrader generates from solutions/."""
+"""The student versions in notebooks/ are exactly what nbgrader generates from solutions/, and the
+source notebooks are shaped as the grader needs (tests with docstrings and points, random inputs
+from the tests' own generators)."""
 from __future__ import annotations
 
+import ast
 import filecmp
 
 import nbformat
 import pytest
 
-from grader import release
+from grader import integrity, release
 from grader.course import assignments, source_notebook, student_notebook
+from grader.examination import is_instructor
 
 
 def test_release_is_in_sync_with_solutions():
@@ -49,7 +53,6 @@ def test_every_exercise_has_several_tests_with_a_docstring(assignment):
         assert cell.metadata["nbgrader"]["points"] > 0, f"{assignment}/{grade_id} has no points"
 
 
-
 # PyTorch's sampling functions, in-place samplers and nn.init's random initialisers: each draws from
 # the global generator unless it is given `generator=`. (The weights a layer such as nn.Conv2d gets
 # when a test builds one come from the global generator too: the tests use only their shapes.)
@@ -65,14 +68,12 @@ def test_instructor_cells_draw_random_inputs_from_their_own_generator(assignment
     own. The global generator's state comes back from the student's kernel after every call (so
     `torch.manual_seed` before a call means what it says): a student who has read the grader can
     set it to any state, and so choose what a test drew from it afterwards."""
-    import ast
-
-    from grader.examination import is_instructor
-
     for cell in nbformat.read(source_notebook(assignment), as_version=4).cells:
         if not is_instructor(cell):
             continue
-        for node in ast.walk(ast.parse(cell.source)):
+        tree = integrity.parse_cell(cell.source)
+        assert tree is not None, f"{assignment}/{cell.metadata['nbgrader']['grade_id']}: the cell cannot be parsed"
+        for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SAMPLERS:
                 assert any(k.arg == "generator" for k in node.keywords), (
                     f"{assignment}/{cell.metadata['nbgrader']['grade_id']}: {ast.unparse(node)} draws from the "
