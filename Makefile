@@ -86,7 +86,8 @@ grader-deps: system-deps
 		     "(or your distribution's equivalent), then 'make test' again." >&2; exit 1; }
 
 ## The hub and its browser tests need Debian's chromium, configurable-http-proxy (npm, into
-## .venv/node) and, where the venv's Python is private to root, .venv/hub (hub/shared_env.py).
+## .venv/node) and the course installed for the hub in /opt/convlab ($CONVLAB_RUNTIME, hub/runtime.py:
+## the students' Python without the source, the staff's copy readable by convlab-staff only).
 ## As root this installs them; otherwise it says what to run (the e2e tests then skip).
 CHP_VERSION := 5.3.0
 hub-deps: $(STAMP) system-deps
@@ -96,7 +97,7 @@ hub-deps: $(STAMP) system-deps
 	set -e; \
 	test -x $(VENV)/node/bin/configurable-http-proxy || \
 		npm install --silent --no-fund --no-audit --prefix $(VENV)/node -g configurable-http-proxy@$(CHP_VERSION); \
-	$(BIN)/python hub/shared_env.py
+	$(BIN)/python -m hub.runtime
 
 ## The class on this machine: JupyterHub on localhost with a demo instructor and two demo
 ## students (their logins are printed); Ctrl-C stops it and removes the demo accounts. Root only.

@@ -1,7 +1,7 @@
 """`make hub`: the one-machine hub on localhost with a demo instructor and two demo students.
 
 Creates the OS accounts clhub-instructor, clhub-student1 and clhub-student2 with fresh passwords
-(printed), starts JupyterHub (hub/jupyterhub_config.py) and waits; Ctrl-C stops the hub and
+(printed), starts JupyterHub (the installed course's hub/jupyterhub_config.py, see hub/runtime.py) and waits; Ctrl-C stops the hub and
 removes the accounts and their homes again. State (hub database, exchange) lives in a temporary
 folder that is removed too. Needs root.
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"""
 The cycle: as {INSTRUCTOR}, Nbgrader > Formgrader: Generate and Release 01_cross_correlation.
 As a student: Nbgrader > Assignment List: Fetch, open, work, Validate, Submit.
-As {INSTRUCTOR}, in a terminal:  {local.hub_python()} {local.HUB / 'grade.py'} 01_cross_correlation
+As {INSTRUCTOR}, in a terminal:  {local.hub_python()} {local.GRADE} 01_cross_correlation
 (collect, autograde with our grader, release feedback); formgrader shows the scores; students
 click Fetch Feedback. Ctrl-C stops the hub and removes the demo accounts.
 """, flush=True)

@@ -1,13 +1,16 @@
 """The instructor's grading step on the hub: collect, autograde with our grader, release feedback.
 
-    python /path/to/convlab/hub/grade.py 01_cross_correlation            # all three steps
-    python hub/grade.py 01_cross_correlation --no-collect --no-release   # just (re)grade
+    /opt/convlab/python/bin/python /opt/convlab/staff/hub/grade.py 01_cross_correlation
+    ... grade.py 01_cross_correlation --no-collect --no-release   # just (re)grade
 
-Run it as the instructor (in a JupyterLab terminal on the hub), with the course's Python. The
-course folder is ~/convlab (--course to change), the one formgrader shows:
+Run it as the instructor (in a JupyterLab terminal on the hub), with the course's Python, from the
+staff copy the hub runs (hub/runtime.py). The course folder is ~/convlab (--course to change), the
+one formgrader shows; the nbgrader config is hub/jupyter/instructor (the instructor's server's):
 
 1. `nbgrader collect ASSIGNMENT`: the exchange's latest submissions into submitted/, laid out
    <student>/<assignment>/<assignment>.ipynb, exactly what `python -m grader autograde` reads;
+   only entries that are what they claim (hub/exchange.py: the student's own, plain files, handed
+   in when their timestamp says); the others are named in the log and not collected;
 2. `python -m grader autograde submitted --assignment ASSIGNMENT --out COURSE`: sandboxed grading;
    it updates COURSE/gradebook.db as `nbgrader autograde` would and writes the executed notebooks
    to COURSE/autograded/ (nbgrader's folder, so formgrader opens them), grades.csv and cells.csv;
@@ -27,11 +30,13 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "hub" / "jupyter" / "instructor"
 
 
 def run(cmd: list[str], cwd: Path) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # nbgrader runs alembic
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join([str(CONFIG), *filter(None, [env.get("JUPYTER_CONFIG_PATH")])])
     print("+", " ".join(cmd), flush=True)
     proc = subprocess.run(cmd, cwd=cwd, env=env)
     if proc.returncode != 0:
@@ -65,16 +70,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment", help="e.g. 01_cross_correlation (a folder of solutions/)")
     parser.add_argument("--course", type=Path, default=Path("~/convlab").expanduser(),
-                        help="the instructor's course folder, with its nbgrader_config.py (default: ~/convlab)")
+                        help="the instructor's course folder (default: ~/convlab)")
     parser.add_argument("--no-collect", action="store_true", help="grade what submitted/ already holds")
     parser.add_argument("--no-release", action="store_true", help="write feedback but do not release it")
     parser.add_argument("autograde_args", nargs=argparse.REMAINDER,
                         help="after --: more options for python -m grader autograde (e.g. -- --workers 1)")
     args = parser.parse_args(argv)
-    course = args.course.resolve()
-    if not (course / "nbgrader_config.py").is_file():
-        parser.error(f"{course} has no nbgrader_config.py: on the hub it is written when an instructor's "
-                     f"server starts; elsewhere pass --course")
+    course = args.course.expanduser().resolve()
+    course.mkdir(mode=0o700, parents=True, exist_ok=True)
+    where = [f"--CourseDirectory.root={course}", f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
     if not (ROOT / "solutions" / args.assignment).is_dir():
         parser.error(f"{args.assignment} is not an assignment (solutions/ has "
                      f"{', '.join(sorted(p.name for p in (ROOT / 'solutions').iterdir() if p.is_dir()))})")
@@ -82,17 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     extra = [a for a in args.autograde_args if a != "--"]
 
     if not args.no_collect:
-        run([py, "-m", "nbgrader", "collect", args.assignment], cwd=course)
+        run([py, "-m", "nbgrader", "collect", args.assignment, *where], cwd=course)
     if not (course / "submitted").is_dir():
         raise SystemExit(f"error: {course}/submitted does not exist: nothing was collected yet")
     run([py, "-m", "grader", "autograde", str(course / "submitted"), "--assignment", args.assignment,
-         "--config-dir", str(course), "--out", str(course), "--no-progress", *extra], cwd=ROOT)
+         "--config-dir", str(CONFIG), "--db-url", f"sqlite:///{course / 'gradebook.db'}", "--out", str(course),
+         "--no-progress", *extra], cwd=ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         run([py, "-m", "grader", "feedback", "--out", str(course), "--dest", tmp], cwd=ROOT)
         placed = place_feedback(Path(tmp), course, args.assignment)
     print(f"feedback for {len(placed)} student(s) under {course / 'feedback'}")
     if not args.no_release and placed:
-        run([py, "-m", "nbgrader", "release_feedback", args.assignment], cwd=course)
+        run([py, "-m", "nbgrader", "release_feedback", args.assignment, *where], cwd=course)
     return 0
 
 

@@ -11,11 +11,23 @@ Who is who
         CONVLAB_INSTRUCTORS=alice            comma-separated OS user names
         CONVLAB_STUDENTS=bob,carol
 
+Where it runs from
+    Not from the course's clone: `make hub-deps` installs the course into RUNTIME (/opt/convlab, see
+    hub/runtime.py), and the hub is started from there, as root:
+
+        /opt/convlab/python/bin/jupyterhub -f /opt/convlab/staff/hub/jupyterhub_config.py
+
+    Students' servers run RUNTIME/python with RUNTIME/jupyter/student and RUNTIME/data, and nothing
+    of theirs names RUNTIME/staff (solutions/, the grader, this file), which only the Unix group
+    convlab-staff (the instructors) may read.
+
 What the hub does at start (it runs as root)
+    * puts exactly the instructors in the group convlab-staff;
     * creates the exchange CONVLAB_EXCHANGE (default /srv/nbgrader/exchange, mode 1777) and
-      <exchange>/convlab owned by the first instructor, where nbgrader's release/collect work;
-    * before each server starts, gives instructors ~/convlab/nbgrader_config.py (the course: source
-      notebooks from solutions/, gradebook ~/convlab/gradebook.db that formgrader shows).
+      <exchange>/convlab owned by the first instructor, where nbgrader's release/collect work.
+    Before each server starts it makes the user's home private (0700, on its real path) and refuses
+    a home the user does not own. It writes nothing into a user's home: an instructor's ~/convlab
+    is made by their own server (jupyter/instructor/jupyter_server_config.py).
 
 Everything else a server needs is a Jupyter config folder chosen by group (JUPYTER_CONFIG_PATH):
 hub/jupyter/student or hub/jupyter/instructor, each with its nbgrader_config.py, the nbgrader
@@ -37,10 +49,16 @@ from pathlib import Path
 c = get_config()  # noqa: F821  (provided by traitlets when it loads this file)
 
 HUB = Path(__file__).resolve().parent
-ROOT = HUB.parent
-# The users' servers, kernels and grader run from the course's environment: .venv/hub when
-# `make hub-deps` had to build one every account can run (see hub/shared_env.py), else .venv.
-BIN = ROOT / ".venv" / "hub" / "bin" if (ROOT / ".venv" / "hub" / "bin" / "python").exists() else Path(sys.executable).parent
+ROOT = HUB.parent                      # RUNTIME/staff: the staff's copy of the course
+RUNTIME = ROOT.parent
+if not (ROOT.name == "staff" and (RUNTIME / "python" / "bin" / "python").exists()):
+    raise SystemExit(f"error: start the hub from the installed course, not from {ROOT}: as root, `make hub-deps`, "
+                     f"then /opt/convlab/python/bin/jupyterhub -f /opt/convlab/staff/hub/jupyterhub_config.py "
+                     f"(see hub/README.md)")
+sys.path.insert(0, str(ROOT))
+from hub import runtime  # noqa: E402  (RUNTIME/staff/hub/runtime.py)
+
+BIN = runtime.python(RUNTIME).parent
 COURSE_ID = "convlab"
 INSTRUCTOR_GROUP = f"formgrade-{COURSE_ID}"
 STUDENT_GROUP = f"nbgrader-{COURSE_ID}"
@@ -62,7 +80,7 @@ c.JupyterHub.bind_url = f"http://{ip}:{os.environ.get('CONVLAB_HUB_PORT', '8000'
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = int(os.environ.get("CONVLAB_HUB_INTERNAL_PORT", "8081"))
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('CONVLAB_PROXY_API_PORT', '8001')}"
-_proxy = shutil.which("configurable-http-proxy", path=f"{ROOT / '.venv' / 'node' / 'bin'}:{os.environ.get('PATH', '')}")
+_proxy = shutil.which("configurable-http-proxy", path=f"{RUNTIME / 'node' / 'bin'}:{os.environ.get('PATH', '')}")
 if _proxy:
     c.ConfigurableHTTPProxy.command = [_proxy]
 c.ConfigurableHTTPProxy.pid_file = str(STATE / "jupyterhub-proxy.pid")
@@ -103,7 +121,7 @@ c.Spawner.environment = {
     "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",      # nbgrader runs `alembic` from PATH
     "JUPYTER_PREFER_ENV_PATH": "1",
     "CONVLAB_EXCHANGE": str(EXCHANGE),
-    "CONVLAB_ROOT": str(ROOT),
+    "CONVLAB_DATA_DIR": str(RUNTIME / "data"),
     "CONVLAB_FAKE_DATA": os.environ.get("CONVLAB_FAKE_DATA", ""),
 }
 c.JupyterHub.cleanup_servers = True
@@ -113,32 +131,34 @@ def _groups(spawner) -> set[str]:
     return {g.name for g in spawner.user.groups}
 
 
-def _instructor_course(home: Path, uid: int, gid: int) -> None:
-    """~/convlab with an nbgrader_config.py that loads the course's instructor config."""
-    course = home / COURSE_ID
-    if not course.exists():
-        course.mkdir(mode=0o700)
-        os.chown(course, uid, gid)
-    config = course / "nbgrader_config.py"
-    if not config.exists():
-        config.write_text(
-            "# The convlab course as this instructor teaches it (written by hub/jupyterhub_config.py).\n"
-            "c = get_config()\n"
-            f"load_subconfig('nbgrader_config.py', path={str(HUB / 'jupyter' / 'instructor')!r})\n")
-        os.chown(config, uid, gid)
+def _private_home(name: str) -> None:
+    """The user's home, on its real path, is theirs and closed to everyone else (0700): classmates
+    must not read work in progress, the nbgrader cache or submission_secret.txt. Refuses a home the
+    user does not own; never follows a link."""
+    pw = pwd.getpwnam(name)
+    real = os.path.realpath(pw.pw_dir)
+    fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != pw.pw_uid:
+            raise RuntimeError(f"{name}'s home {real} belongs to uid {st.st_uid}, not to {name}: fix the account")
+        if st.st_mode & 0o077:
+            os.fchmod(fd, st.st_mode & 0o7700)
+            print(f"convlab hub: made {name}'s home {real} private (was {st.st_mode & 0o777:o})", file=sys.stderr)
+    finally:
+        os.close(fd)
 
 
 def pre_spawn_hook(spawner) -> None:
     groups = _groups(spawner)
-    pw = pwd.getpwnam(spawner.user.name)
     if INSTRUCTOR_GROUP in groups:
-        role = "instructor"
-        _instructor_course(Path(pw.pw_dir), pw.pw_uid, pw.pw_gid)
+        config = HUB / "jupyter" / "instructor"
     elif STUDENT_GROUP in groups:
-        role = "student"
+        config = RUNTIME / "jupyter" / "student"
     else:
         raise RuntimeError(f"{spawner.user.name} is neither an instructor nor a student of {COURSE_ID}")
-    spawner.environment["JUPYTER_CONFIG_PATH"] = str(HUB / "jupyter" / role)
+    _private_home(spawner.user.name)
+    spawner.environment["JUPYTER_CONFIG_PATH"] = str(config)
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
@@ -159,4 +179,5 @@ def _exchange() -> None:
 
 
 if os.geteuid() == 0:
+    runtime.set_staff(INSTRUCTORS)
     _exchange()

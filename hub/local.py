@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,16 +22,18 @@ from pathlib import Path
 
 import psutil
 
+from . import runtime
+
 HUB = Path(__file__).resolve().parent
 ROOT = HUB.parent
-CONFIG = HUB / "jupyterhub_config.py"
-PROXY_PREFIX = ROOT / ".venv" / "node"        # `make hub-deps` installs configurable-http-proxy here
+STAFF = runtime.staff_dir()                   # the hub runs from the installed course (hub/runtime.py)
+CONFIG = STAFF / "hub" / "jupyterhub_config.py"
+GRADE = STAFF / "hub" / "grade.py"
 
 
 def hub_python() -> Path:
-    """The Python the users' servers, kernels and the instructor's grader run (see hub/shared_env.py)."""
-    shared = ROOT / ".venv" / "hub" / "bin" / "python"
-    return shared if shared.exists() else Path(sys.executable)
+    """The Python the hub, the users' servers and kernels and the instructor's grader run."""
+    return runtime.python()
 
 
 def missing_tools() -> list[str]:
@@ -40,14 +41,14 @@ def missing_tools() -> list[str]:
     problems = []
     if os.geteuid() != 0:
         problems.append("root (the hub creates OS accounts and starts servers as them): run as root / with sudo")
-    if not shutil.which("configurable-http-proxy", path=f"{PROXY_PREFIX / 'bin'}:{os.environ.get('PATH', '')}"):
+        return problems
+    if not CONFIG.is_file() or not hub_python().exists():
+        problems.append(f"the course is not installed for the hub in {runtime.RUNTIME}: run `make hub-deps`")
+        return problems
+    if not shutil.which("configurable-http-proxy", path=str(runtime.RUNTIME / "node" / "bin")):
         problems.append("configurable-http-proxy: run `make hub-deps` (npm install into .venv/node)")
-    if not shutil.which("jupyterhub-singleuser", path=str(hub_python().parent)):
-        problems.append("jupyterhub: run `make venv` (it is in requirements.txt), then `make hub-deps`")
-    if os.geteuid() == 0:
-        from .shared_env import runnable_by_others
-        if not runnable_by_others(hub_python()):
-            problems.append(f"{hub_python()} cannot be run by other accounts: run `make hub-deps`")
+    if not runtime.runnable_by_others(hub_python()):
+        problems.append(f"{hub_python()} cannot be run by other accounts: run `make hub-deps`")
     return problems
 
 
@@ -131,7 +132,7 @@ class LocalHub:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{PROXY_PREFIX / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            "PATH": f"{hub_python().parent}{os.pathsep}{env.get('PATH', '')}",
             "CONVLAB_HUB_PORT": str(self.port),
             "CONVLAB_HUB_INTERNAL_PORT": str(free_port()),
             "CONVLAB_PROXY_API_PORT": str(free_port()),
@@ -149,7 +150,7 @@ class LocalHub:
         self.log_path = self.log_path or self.state / "jupyterhub.log"
         log = open(self.log_path, "ab") if quiet else None
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(CONFIG)],
+            [str(hub_python().parent / "jupyterhub"), "-f", str(CONFIG)],
             cwd=self.state, env=self.env(), stdout=log, stderr=subprocess.STDOUT if quiet else None,
             start_new_session=True)
         if log:

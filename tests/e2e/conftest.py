@@ -224,7 +224,7 @@ def graded_class(classroom, artifacts) -> GradedClass:
 
     # instructor: collect, autograde with our grader, release feedback (one command, in a terminal)
     python = local.hub_python()
-    log = run_in_terminal(room, inst, f"cd ~ && {python} {ROOT / 'hub' / 'grade.py'} {ASSIGNMENT}")
+    log = run_in_terminal(room, inst, f"cd ~ && {python} {local.GRADE} {ASSIGNMENT}")
     (artifacts / "grade.log").write_text(log)
     seconds["collect+autograde+feedback"] = time.monotonic() - t0
 

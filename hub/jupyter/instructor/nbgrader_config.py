@@ -1,21 +1,27 @@
 """nbgrader for a convlab instructor on the hub: the course folder is ~/convlab.
 
-    ~/convlab/nbgrader_config.py    loads this file (written by hub/jupyterhub_config.py)
+    (this file is found through JUPYTER_CONFIG_PATH; ~/convlab is made by the instructor's own
+    server, jupyter_server_config.py beside this file: nothing is written into a home as root)
     ~/convlab/release/              what `nbgrader generate_assignment` made from solutions/
     ~/convlab/submitted/            what `nbgrader collect` gathered
     ~/convlab/autograded/, grading/ `python hub/grade.py`: python -m grader autograde's output
     ~/convlab/feedback/             feedback pages (no hidden tests), for `nbgrader release_feedback`
     ~/convlab/gradebook.db          the gradebook formgrader shows
 
-The source notebooks are the repository's solutions/ (read-only for the instructor's account is
-enough); everything else (code stubs, timeouts) comes from grader/nbgrader_config.py.
+The source notebooks are the staff copy's solutions/ (RUNTIME/staff, readable by the group
+convlab-staff only; read-only is enough); everything else (code stubs, timeouts) comes from
+grader/nbgrader_config.py. `nbgrader collect` keeps only submissions that are what they say
+(hub/exchange.py). Formgrader renders graded notebooks with nbconvert's sanitizer on.
 """
 import os
+import sys
 
 c = get_config()  # noqa: F821
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))  # the repository
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))  # the staff copy
 COURSE = os.path.expanduser("~/convlab")
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 load_subconfig("nbgrader_config.py", path=os.path.join(ROOT, "grader"))  # noqa: F821
 
@@ -31,6 +37,12 @@ c.Exchange.root = os.environ.get("CONVLAB_EXCHANGE", "/srv/nbgrader/exchange")
 if os.environ.get("JUPYTERHUB_API_TOKEN"):
     from nbgrader.auth import JupyterHubAuthPlugin
     c.Authenticator.plugin_class = JupyterHubAuthPlugin
+# `nbgrader collect` (and formgrader's Collect): an inbound entry is collected only if it is the
+# student's own (owner), its timestamp is the time it was handed in, and it holds plain files only.
+c.ExchangeFactory.collect = "hub.exchange.VerifiedCollect"
+# Formgrader's pages of graded notebooks: nbconvert's sanitizer on outputs (a second wall; the
+# grader already keeps student outputs as text and images, and makes student markdown inert).
+c.HTMLExporter.sanitize_html = True
 
 # Two of formgrader's buttons (and the commands behind them) would undo what the course guarantees:
 # * "Autograde" / `nbgrader autograde` runs the students' code unsandboxed, as this instructor, with
