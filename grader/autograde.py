@@ -36,6 +36,9 @@ Outputs, all under --out (default grader/):
 
 Status: graded | timeout | crashed | memory | tampered | invalid | missing | error. Anything but
 `graded` means the score is not a plain grade (partial points earned before the failure).
+Submissions are plain files: one whose student folder, assignment folder, notebook or any file or
+folder beside it is a symbolic link, device, FIFO or socket is `invalid` at discovery, and nothing
+of it is read (not even to key its result), copied or run (grader/integrity.py `refusal`).
 `error` is the grader's own failure, never the student's (no kernel could be started, the fork
 server did not come up, an exception in the grader): it is not cached (its result file is
 <key>.error.json, which no later run reuses), not written to the gradebook, and graded again by
@@ -54,6 +57,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -190,7 +194,8 @@ def release_notebook(assignment: str, db_url: str, config_dir: Path) -> nbformat
 
 def roster(submissions: Path, wanted: tuple[str, ...] = ()) -> list[str]:
     """The assignments to grade: `wanted`, or else every course assignment that at least one
-    student folder has (so grading lesson 1 does not report lessons 2-5 as missing)."""
+    student folder has (so grading lesson 1 does not report lessons 2-5 as missing). Student
+    folders are looked into only if they are folders, not links to one; their entries by lstat."""
     course = sorted(p.parent.name for p in SOLUTIONS.glob("*/*.ipynb") if p.stem == p.parent.name)
     unknown = sorted(set(wanted) - set(course))
     if unknown:
@@ -198,29 +203,55 @@ def roster(submissions: Path, wanted: tuple[str, ...] = ()) -> list[str]:
                              f"(solutions/ has {', '.join(course)})")
     if wanted:
         return sorted(wanted)
-    found = {a for a in course for s in Path(submissions).iterdir() if (s / a).is_dir()}
+    found = {a for a in course for s in _entries(submissions) if s.is_dir(follow_symlinks=False)
+             and os.path.lexists(Path(s.path) / a)}
     return sorted(found)
 
 
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The entries of `folder` whose names do not start with a dot, in name order."""
+    with os.scandir(folder) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
 def discover(submissions: Path, assignments: list[str]) -> tuple[list[Job], list[str]]:
-    """One job per student folder × assignment; warnings for what is ignored."""
+    """One job per student folder × assignment; warnings for what is ignored. Nothing is
+    followed: a student folder that is a link, device, FIFO or socket gets `invalid` jobs, and so
+    does a submission with one anywhere in its folder (`integrity.refusal`); plain files at the
+    top are ignored, as before."""
     jobs, warnings = [], []
-    for student_dir in sorted(p for p in Path(submissions).iterdir() if p.is_dir()):
-        student = student_dir.name
-        if student.startswith("."):
+    for entry in _entries(submissions):
+        student, student_dir = entry.name, Path(entry.path)
+        kind = integrity.special(entry.stat(follow_symlinks=False).st_mode)
+        if kind:
+            message = f"the student folder {student} is {kind}: {integrity.PLAIN_ONLY}"
+            jobs += [Job(student, a, student_dir / a / f"{a}.ipynb", status="invalid", message=message)
+                     for a in assignments]
             continue
-        for extra in sorted(p.name for p in student_dir.iterdir()
-                            if p.is_dir() and p.name not in assignments and not p.name.startswith(".")):
-            warnings.append(f"{student}/{extra}: not an assignment of this course, ignored")
-        for a in assignments:
-            path = student_dir / a / f"{a}.ipynb"
-            job = Job(student, a, path)
-            if not path.exists():
-                job.status = "missing"
-                others = sorted(p.name for p in (student_dir / a).glob("*.ipynb")) if (student_dir / a).is_dir() else []
-                job.message = (f"no {a}/{a}.ipynb" + (f" (found {', '.join(others)}: wrong file name)" if others else ""))
-            jobs.append(job)
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        for extra in _entries(student_dir):
+            if extra.name not in assignments and (extra.is_dir(follow_symlinks=False) or extra.is_symlink()):
+                warnings.append(f"{student}/{extra.name}: not an assignment of this course, ignored")
+        jobs += [_job(student, student_dir, a) for a in assignments]
     return jobs, warnings
+
+
+def _job(student: str, student_dir: Path, a: str) -> Job:
+    """The job of one student folder (a real folder) × assignment: `invalid` when the assignment
+    folder is, or holds, anything but plain files and folders; `missing` without the notebook."""
+    folder = student_dir / a
+    job = Job(student, a, folder / f"{a}.ipynb")
+    mode = os.lstat(folder).st_mode if os.path.lexists(folder) else stat.S_IFREG    # (a file: missing)
+    is_dir = stat.S_ISDIR(mode)
+    refused = integrity.refusal(folder, f"{a} (the assignment folder)") if is_dir or integrity.special(mode) else None
+    if refused:
+        job.status, job.message = "invalid", refused
+    elif not os.path.lexists(job.path):
+        others = sorted(e.name for e in _entries(folder) if e.name.endswith(".ipynb")) if is_dir else []
+        job.status = "missing"
+        job.message = f"no {a}/{a}.ipynb" + (f" (found {', '.join(others)}: wrong file name)" if others else "")
+    return job
 
 
 @functools.cache
@@ -244,21 +275,29 @@ def code_fingerprint(folders: tuple[Path, ...] = CODE_FOLDERS) -> str:
 
 def job_key(job: Job, opts: Options) -> str:
     """The submission, the assignment's tests (source notebook and release), the grader's code and
-    the limits: a result is reused only when none of them changed."""
+    the limits: a result is reused only when none of them changed. A job that discovery already
+    gave a status (missing, invalid) is keyed by its message: nothing of it is read; the others
+    by every regular file of the submission's folder (`integrity.plain_files`: no link followed)."""
     h = hashlib.sha256()
     h.update(f"{code_fingerprint()}|{opts.timeout}|{opts.call_timeout}|{opts.memory}|{opts.sandbox}|{job.status}".encode())
     h.update(source_notebook(job.assignment).read_bytes())
     release = student_notebook(job.assignment)
     h.update(release.read_bytes() if release.is_file() else b"<generated release>")
-    if job.path.is_file():
-        h.update(job.path.read_bytes())
-        for f in sorted(job.path.parent.rglob("*")):
-            if f.is_file() and f != job.path:
-                h.update(str(f.relative_to(job.path.parent)).encode())
-                h.update(hashlib.sha256(f.read_bytes()).digest())
+    if job.status is None:
+        for rel, fd in integrity.plain_files(job.path.parent):
+            h.update(f"{rel}\0".encode())
+            h.update(_file_hash(fd))
     else:
-        h.update(b"<not a file>" + job.message.encode())
+        h.update(b"<not read>" + job.message.encode())
     return h.hexdigest()[:24]
+
+
+def _file_hash(fd: int) -> bytes:
+    """The SHA-256 of what is left to read from `fd` (not closed)."""
+    h = hashlib.sha256()
+    while chunk := os.read(fd, 1 << 20):
+        h.update(chunk)
+    return h.digest()
 
 
 def result_path(out: Path, job: Job, status: str = "") -> Path:
@@ -500,13 +539,11 @@ class _SubmittedRows:
 
 
 def _timestamp(folder: Path):
-    f = folder / "timestamp.txt"
-    if f.is_file():
-        try:
-            return nbutils.parse_utc(f.read_text().strip())
-        except Exception:  # noqa: BLE001 - a bad timestamp file is ignored, as nbgrader does
-            return None
-    return None
+    """nbgrader's timestamp.txt beside the notebook, if it is a regular file (no link followed)."""
+    try:
+        return nbutils.parse_utc(integrity.read_plain(folder / "timestamp.txt", 1000).decode().strip())
+    except Exception:  # noqa: BLE001 - a missing or bad timestamp file is ignored, as nbgrader does
+        return None
 
 
 def write_tables(out: Path, results: list[dict]) -> None:

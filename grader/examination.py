@@ -26,7 +26,7 @@ import ast
 import builtins
 import functools
 import json
-import shutil
+import os
 import time
 from pathlib import Path
 
@@ -233,22 +233,15 @@ class Examination:
         return f"/tmp/{a}" if self.sandbox else str(kernel.process.workdir / a)
 
     def _files(self, kernel: Shell, *, include_student: bool) -> str:
-        """Copy the submission's files (student kernel only) and the assignment's own files into
-        the kernel's shared folder; return that folder as the kernel sees it."""
+        """Copy the assignment's own files (solutions/<a>/ but its notebooks), then the files
+        beside the submitted notebook (student kernel only, at most EXTRA_FILES_LIMIT bytes, never
+        one at a path the assignment's files use) into the kernel's shared folder; return that
+        folder as the kernel sees it. Only regular files are read, none through a link."""
         dest = kernel.process.workdir / "in"
         dest.mkdir(exist_ok=True)
-        bases = ([(self.job.path.parent, self.job.path)] if include_student else []) + [(SOLUTIONS / self.job.assignment, None)]
-        total = 0
-        for base, skip in bases:
-            for f in sorted(base.rglob("*")):
-                if not f.is_file() or f == skip or f.suffix == ".ipynb" or ".ipynb_checkpoints" in f.parts:
-                    continue
-                total += f.stat().st_size
-                if total > EXTRA_FILES_LIMIT:
-                    break
-                target = dest / f.relative_to(base)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f, target)
+        copy_plain_files(SOLUTIONS / self.job.assignment, dest)
+        if include_student:
+            copy_plain_files(self.job.path.parent, dest, limit=EXTRA_FILES_LIMIT)
         return "/run/kernel/in" if self.sandbox else str(dest)
 
     def stop(self) -> None:
@@ -257,6 +250,39 @@ class Examination:
             kernel.stop()
         self.timings["teardown"] = time.monotonic() - t
         self.timings["cells"] = self.timings["student"] + self.timings["examiner"] + self.timings["round_trips"]
+
+
+def copy_plain_files(src: Path, dest: Path, *, limit: int | None = None) -> list[str]:
+    """Copy the regular files under `src` (`integrity.plain_files`: no link followed; notebooks
+    and .ipynb_checkpoints left out) to the same relative paths under `dest`, in name order, until
+    `limit` bytes (None: all); a file whose path, or a folder of it, already exists in `dest` is
+    skipped (what is there wins). The relative paths copied."""
+    copied, total = [], 0
+    for rel, fd in integrity.plain_files(src, prune=(".ipynb_checkpoints",)):
+        if rel.endswith(".ipynb"):
+            continue
+        size = os.fstat(fd).st_size
+        total += size
+        if limit is not None and total > limit:
+            break
+        if _copy_new(fd, size, dest / rel):
+            copied.append(rel)
+    return copied
+
+
+def _copy_new(fd: int, size: int, target: Path) -> bool:
+    """Write the first `size` bytes of `fd` to `target`, a new file (False, nothing written, if
+    that path or one of its folders is taken by anything else, or cannot be created)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError:                    # FileExistsError, NotADirectoryError: the path is taken
+        return False
+    with os.fdopen(out, "wb") as f:
+        while size > 0 and (chunk := os.read(fd, min(size, 1 << 20))):
+            f.write(chunk)
+            size -= len(chunk)
+    return True
 
 
 def _error(ename: str, evalue: str):

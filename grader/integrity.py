@@ -2,6 +2,12 @@
 
 Before a submission runs:
 
+0. `refusal` (called by discovery, grader/autograde.py) walks the submission's folder without
+   following anything: a symbolic link, device, FIFO or socket anywhere in it (the notebook, a
+   file beside it, a folder) makes it `invalid` before any of it is read. Submissions are plain
+   files: a link would make the grader, which may run as root, read (and copy into the student's
+   sandbox) whatever it points to, e.g. the solutions. `plain_files` and `load` are the second
+   walls: they open nothing but regular files, with O_NOFOLLOW.
 1. `load` reads it; anything that is not a readable notebook (a directory, malformed JSON, an
    invalid nbformat document, a huge file) is `invalid`.
 2. `repair` compares every nbgrader cell with the release (notebooks/<a>/<a>.ipynb, the version
@@ -18,9 +24,13 @@ from __future__ import annotations
 
 import ast
 import copy
+import errno
 import json
+import os
+import stat
 import threading
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 
 import jsonschema
@@ -41,17 +51,125 @@ class InvalidSubmission(Exception):
     """Not a readable notebook; the message says why."""
 
 
+# What a submission may not contain (anything but regular files and folders), by file type.
+SPECIAL = {stat.S_IFLNK: "a symbolic link", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
+           stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+PLAIN_ONLY = "hand in plain files only; nothing of this submission was read"
+# Opening a regular file found by lstat: never through a link, never blocking (a FIFO swapped in).
+_OPEN_PLAIN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def special(mode: int) -> str | None:
+    """What a file of this st_mode (from lstat) is, if it is none of a regular file or a folder."""
+    return SPECIAL.get(stat.S_IFMT(mode), None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "not a plain file")
+
+
+def refusal(folder: Path, name: str) -> str | None:
+    """Why the submission in `folder` (called `name` in messages) must not be read: the folder
+    itself, or anything under it, is a symbolic link, device, FIFO or socket (or cannot be listed).
+    None for a folder of plain files and folders. Nothing is followed or opened: lstat and
+    os.scandir(follow_symlinks=False) only; entries are named relative to `folder`."""
+    try:
+        kind = special(os.lstat(folder).st_mode)
+    except OSError as err:
+        return f"{name} could not be read ({err.strerror}): {PLAIN_ONLY}"
+    if kind:
+        return f"{name} is {kind}: {PLAIN_ONLY}"
+    pending = [(Path(folder), PurePosixPath())]          # folders still to list (depth first)
+    while pending:
+        found = _refusal_in(*pending.pop(), pending)
+        if found:
+            return found
+    return None
+
+
+def _refusal_in(folder: Path, rel: PurePosixPath, pending: list) -> str | None:
+    """The first entry of `folder` (`rel` relative to the submission), in name order, that is
+    not a regular file or a folder, described; its subfolders are added to `pending`."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        return f"{rel} could not be listed ({err.strerror}): {PLAIN_ONLY}"
+    for entry in entries:
+        try:
+            kind = special(entry.stat(follow_symlinks=False).st_mode)
+        except OSError as err:
+            return f"{rel / entry.name} could not be read ({err.strerror}): {PLAIN_ONLY}"
+        if kind:
+            return f"{rel / entry.name} is {kind}: {PLAIN_ONLY}"
+    pending.extend((Path(e.path), rel / e.name) for e in reversed(entries) if e.is_dir(follow_symlinks=False))
+    return None
+
+
+def plain_files(folder: Path, prune: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
+    """Every regular file under `folder`, in name order: its path relative to `folder` and a file
+    descriptor open for reading (valid until the next one is asked for). Found by lstat and
+    opened with O_NOFOLLOW, relative to its folder's descriptor (os.fwalk): no symbolic link is
+    followed at any depth; links, devices, FIFOs and sockets are skipped, as are folders named
+    in `prune` and files that cannot be opened."""
+    for top, dirs, files, dir_fd in os.fwalk(folder, follow_symlinks=False):
+        dirs[:] = sorted(d for d in dirs if d not in prune)
+        rel = PurePosixPath(os.path.relpath(top, folder))
+        for name in sorted(files):
+            fd = _open_plain(name, dir_fd)
+            if fd is None:
+                continue
+            try:
+                yield str(rel / name), fd
+            finally:
+                os.close(fd)
+
+
+def _open_plain(name: str, dir_fd: int) -> int | None:
+    """A descriptor of `name` in the folder `dir_fd` if it is a regular file (checked before and
+    after opening it), else None."""
+    try:
+        if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            return None
+        fd = os.open(name, _OPEN_PLAIN, dir_fd=dir_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_plain(path: Path, limit: int) -> bytes:
+    """The first `limit` bytes of a regular file, opened without following a link (OSError for a
+    link: ELOOP, or for anything else that is not a regular file)."""
+    fd = os.open(path, _OPEN_PLAIN)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{Path(path).name} is not a regular file")
+        return f.read(limit)
+
+
 def load(path: Path) -> nbformat.NotebookNode:
+    """The submitted notebook, read from a regular file that is not a link (O_NOFOLLOW), else
+    InvalidSubmission saying what it is."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        st = os.lstat(path)
+    except OSError as err:
+        raise InvalidSubmission(f"{path.name} could not be read ({err.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InvalidSubmission(f"{path.name} is a directory, not a notebook")
-    size = path.stat().st_size
-    if size == 0:
+    if special(st.st_mode):
+        raise InvalidSubmission(f"{path.name} is {special(st.st_mode)}: {PLAIN_ONLY}")
+    try:
+        data = read_plain(path, MAX_NOTEBOOK_BYTES + 1)
+    except OSError as err:
+        what = "a symbolic link" if err.errno == errno.ELOOP else f"not readable ({err.strerror})"
+        raise InvalidSubmission(f"{path.name} is {what}: {PLAIN_ONLY}") from None
+    if not data:
         raise InvalidSubmission(f"{path.name} is empty (0 bytes)")
-    if size > MAX_NOTEBOOK_BYTES:
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        size = max(st.st_size, len(data))
         raise InvalidSubmission(f"{path.name} is {size / 2**20:.0f} MB (limit {MAX_NOTEBOOK_BYTES // 2**20} MB)")
     try:
-        nb = nbformat.reads(path.read_bytes().decode("utf-8"), as_version=4)
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except Exception as err:  # noqa: BLE001 - every reading failure means "not a notebook"
         raise InvalidSubmission(f"{path.name} is not a valid notebook: {type(err).__name__}: "

@@ -15,7 +15,7 @@ import pytest
 
 from grader import __main__ as cli
 from grader import autograde, feedback, submissions
-from grader.course import ROOT
+from grader.course import ROOT, SOLUTIONS
 
 A = "01_cross_correlation"
 
@@ -44,6 +44,67 @@ def test_discover_marks_missing_and_wrong_names(tmp_path):
     assert by["bob"].status == "missing" and "homework.ipynb" in by["bob"].message
     assert by["cy"].status == "missing"
     assert any("not_a_lesson" in w for w in warnings)
+
+
+PLAIN_ONLY = "hand in plain files only; nothing of this submission was read"
+
+
+def _linked_submissions(tmp_path):
+    """Students whose submissions are, or hold, links and special files (and one honest one):
+    the links point to the course's solution notebook or to a file outside the submissions."""
+    subs, outside = tmp_path / "subs", tmp_path / "outside"
+    solution = SOLUTIONS / A / f"{A}.ipynb"
+    (outside / A).mkdir(parents=True)
+    nbformat.write(submissions.solved(A), outside / A / f"{A}.ipynb")
+    (outside / "secret.txt").write_text("SECRET")
+    for student in ("ann", "bob", "cy", "fay", "gus"):
+        (subs / student / A).mkdir(parents=True)
+        if student != "ann":
+            nbformat.write(submissions.untouched(A), subs / student / A / f"{A}.ipynb")
+    (subs / "ann" / A / f"{A}.ipynb").symlink_to(solution)
+    (subs / "bob" / A / "notes.txt").symlink_to(solution)
+    os.mkfifo(subs / "cy" / A / "pipe")
+    (subs / "dan").mkdir()
+    (subs / "dan" / A).symlink_to(outside / A)
+    (subs / "eve").symlink_to(outside)
+    (subs / "fay" / A / "data").mkdir()
+    (subs / "fay" / A / "data" / "x.csv").write_text("1,2")
+    (subs / "gus" / A / "data").mkdir()
+    (subs / "gus" / A / "data" / "shadow.txt").symlink_to(outside / "secret.txt")
+    return subs, outside
+
+
+def test_discover_refuses_links_and_special_files(tmp_path):
+    """Check that a submission whose notebook, files beside it (at any depth), assignment folder
+    or student folder is a symbolic link or FIFO is `invalid`, with the entry and what it is
+    named (relative to the submission), and that plain files and folders are fine."""
+    subs, _ = _linked_submissions(tmp_path)
+    assert autograde.roster(subs) == [A]
+    jobs, _ = autograde.discover(subs, [A])
+    by = {j.student: (j.status, j.message) for j in jobs}
+    assert by == {
+        "ann": ("invalid", f"{A}.ipynb is a symbolic link: {PLAIN_ONLY}"),
+        "bob": ("invalid", f"notes.txt is a symbolic link: {PLAIN_ONLY}"),
+        "cy": ("invalid", f"pipe is a FIFO (named pipe): {PLAIN_ONLY}"),
+        "dan": ("invalid", f"{A} (the assignment folder) is a symbolic link: {PLAIN_ONLY}"),
+        "eve": ("invalid", f"the student folder eve is a symbolic link: {PLAIN_ONLY}"),
+        "fay": (None, ""),
+        "gus": ("invalid", f"data/shadow.txt is a symbolic link: {PLAIN_ONLY}"),
+    }
+
+
+def test_job_key_reads_nothing_through_a_link(tmp_path):
+    """Check that the key of a refused submission does not depend on what its links point to
+    (nothing is read through them), and that an honest one's follows its files."""
+    subs, outside = _linked_submissions(tmp_path)
+    opts = autograde.Options()
+    jobs = {j.student: j for j in autograde.discover(subs, [A])[0]}
+    keys = {s: autograde.job_key(j, opts) for s, j in jobs.items()}
+    (outside / "secret.txt").write_text("ANOTHER SECRET")
+    nbformat.write(submissions.untouched(A), outside / A / f"{A}.ipynb")
+    assert {s: autograde.job_key(j, opts) for s, j in jobs.items()} == keys
+    (subs / "fay" / A / "data" / "x.csv").write_text("3,4")
+    assert autograde.job_key(jobs["fay"], opts) != keys["fay"]
 
 
 def test_roster_is_the_assignments_found_unless_named(tmp_path):

@@ -3,13 +3,18 @@ end to end: test_pipeline.py and test_hostile.py)."""
 from __future__ import annotations
 
 import ast
+import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
 
-from grader import integrity
+from grader import examination, integrity
 from grader.course import assignments, source_notebook
-from grader.examination import is_instructor, wanted_names
+from grader.examination import EXTRA_FILES_LIMIT, Examination, is_instructor, wanted_names
+
+A = "01_cross_correlation"
 
 
 def test_the_examiner_binds_the_students_answers_of_lesson_1():
@@ -53,3 +58,73 @@ def test_every_wanted_name_is_defined_by_an_answer_cell(assignment):
             defined |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     assert set(wanted_names(nb, integrity.notebook_imports(nb))) <= defined
     assert any(is_instructor(c) for c in nb.cells)
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {str(f.relative_to(folder)): f.read_text()[:40] for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def _copied_in(tmp_path, monkeypatch, student_files: dict[str, str | None]) -> dict[str, str]:
+    """What Examination._files puts in the student kernel's folder for a submission with
+    `student_files` beside its notebook (None: a symbolic link to a secret outside), where the
+    assignment (a test-only copy of solutions/) has its own data files."""
+    solutions = tmp_path / "solutions"
+    (solutions / A / "data").mkdir(parents=True)
+    (solutions / A / f"{A}.ipynb").write_text("{}")
+    (solutions / A / "data" / "kernel.txt").write_text("the assignment's kernel")
+    (solutions / A / "weights.txt").write_text("the assignment's weights")
+    monkeypatch.setattr(examination, "SOLUTIONS", solutions)
+    (tmp_path / "secret.txt").write_text("SECRET")
+    folder = tmp_path / "subs" / "ann" / A
+    folder.mkdir(parents=True)
+    (folder / f"{A}.ipynb").write_text("{}")
+    for rel, content in student_files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        if content is None:
+            (folder / rel).symlink_to(tmp_path / "secret.txt")
+        else:
+            (folder / rel).write_text(content)
+    exam = Examination.__new__(Examination)
+    exam.job, exam.sandbox = SimpleNamespace(assignment=A, path=folder / f"{A}.ipynb"), True
+    kernel = SimpleNamespace(process=SimpleNamespace(workdir=tmp_path / "kernel"))
+    (tmp_path / "kernel").mkdir()
+    assert exam._files(kernel, include_student=True) == "/run/kernel/in"
+    return _tree(tmp_path / "kernel" / "in")
+
+
+def test_a_students_file_never_replaces_the_assignments(tmp_path, monkeypatch):
+    """Check that a student's file at the path of one of the assignment's files (or where the
+    assignment has a folder, or under a path that is the assignment's file) is not copied: the
+    assignment's file is there, unchanged; the student's other files are copied."""
+    files = _copied_in(tmp_path, monkeypatch, {"data/kernel.txt": "the student's kernel",
+                                               "weights.txt/x": "under the assignment's file",
+                                               "notes.txt": "my notes"})
+    assert files == {"data/kernel.txt": "the assignment's kernel", "notes.txt": "my notes",
+                     "weights.txt": "the assignment's weights"}
+
+
+def test_a_students_large_files_never_push_out_the_assignments(tmp_path, monkeypatch):
+    """Check that the assignment's files are copied however much the student hands in (the
+    student's files have a budget of their own, EXTRA_FILES_LIMIT)."""
+    big = "x" * (EXTRA_FILES_LIMIT // 2 + 1)
+    files = _copied_in(tmp_path, monkeypatch, {"a1.bin": big, "a2.bin": big, "b.txt": "late"})
+    assert files["data/kernel.txt"] == "the assignment's kernel" and files["weights.txt"] == "the assignment's weights"
+    assert "a1.bin" in files and "a2.bin" not in files
+
+
+def test_files_are_never_copied_through_a_link(tmp_path, monkeypatch):
+    """Check the second wall behind discovery: a link beside the notebook (to a secret only root
+    may read) is not copied into the student's sandbox, at any depth."""
+    files = _copied_in(tmp_path, monkeypatch, {"shadow.txt": None, "sub/shadow.txt": None, "ok.txt": "fine"})
+    assert "SECRET" not in str(files) and set(files) == {"ok.txt", "data/kernel.txt", "weights.txt"}
+
+
+def test_copy_plain_files_writes_no_file_through_a_link_in_its_destination(tmp_path):
+    """Check that a link already in the destination is not written through (O_EXCL|O_NOFOLLOW)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("new")
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "target.txt").write_text("untouched")
+    (tmp_path / "dest" / "a.txt").symlink_to(tmp_path / "target.txt")
+    assert examination.copy_plain_files(tmp_path / "src", tmp_path / "dest") == []
+    assert (tmp_path / "target.txt").read_text() == "untouched" and os.path.islink(tmp_path / "dest" / "a.txt")

@@ -5,11 +5,14 @@ The attacks below get full or undeserved marks from plain `nbgrader autograde`; 
 not. Those that patch the course's libraries or IPython where the scan can see it are flagged
 (`tampered`); those written against this grader (grader/examination.py: verdicts in the examiner,
 student code reached through data proxies) must gain nothing: they score at most what the honest
-wrong answer scores (`NO_GAIN`)."""
+wrong answer scores (`NO_GAIN`). Submissions that are not plain files (a link to the solution
+notebook or to a file only root may read, a linked folder, a FIFO) are `invalid` and read by
+no one (`REFUSED`)."""
 from __future__ import annotations
 
 import copy
 import csv
+import functools
 import json
 import os
 from pathlib import Path
@@ -288,7 +291,59 @@ BY_HAND_BYPASS = "def corr2d(X, K):\n    return F.conv2d(X[None, None].float(), 
 ZEROES_ITS_INPUT = ("def corr2d(X, K):\n    X.zero_()\n"
                     "    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)\n")
 
-# name -> (notebook or raw bytes or "dir", expected status, wrong-answer cell that must score 0)
+# Submissions that are not plain files: links to the course's solution notebook or to a file only
+# root may read (the grader may run as root), a FIFO. Each builder makes the student's folder.
+SECRET = "SECRET-ONLY-ROOT-MAY-READ-0f3a"
+PRINTS_ITS_FILES = ("for name in ('notes.txt', 'shadow.txt'):\n"
+                    "    print(name, open(name).read()[:3000])\n")
+
+
+def _plain_files_only(tmp: Path, name: str):
+    """The builder of the student folder of case `name` (each makes links, a FIFO, ...)."""
+    solution = SOLUTIONS / A / f"{A}.ipynb"
+    student = tmp / "subs" / name
+    elsewhere = tmp / "elsewhere" / name
+    if name == "symlinked_student_folder":
+        (elsewhere / A).mkdir(parents=True)
+        nbformat.write(submissions.solved(A), elsewhere / A / f"{A}.ipynb")
+        student.symlink_to(elsewhere)
+        return
+    (student / A).mkdir(parents=True)
+    if name == "symlinked_notebook":
+        (student / A / f"{A}.ipynb").symlink_to(solution)
+    elif name == "symlinked_assignment_folder":
+        elsewhere.mkdir(parents=True)
+        nbformat.write(submissions.solved(A), elsewhere / f"{A}.ipynb")
+        (student / A).rmdir()
+        (student / A).symlink_to(elsewhere)
+    elif name == "symlinked_files":
+        nbformat.write(_at_end(submissions.solved(A), PRINTS_ITS_FILES), student / A / f"{A}.ipynb")
+        (student / A / "notes.txt").symlink_to(solution)
+        secret = tmp / "root-only" / "shadow"
+        secret.parent.mkdir(mode=0o700)
+        secret.write_text(SECRET)
+        secret.chmod(0o600)
+        (student / A / "shadow.txt").symlink_to(secret)
+    elif name == "fifo_beside":
+        nbformat.write(submissions.solved(A), student / A / f"{A}.ipynb")
+        os.mkfifo(student / A / "pipe")
+    elif name == "fifo_notebook":
+        os.mkfifo(student / A / f"{A}.ipynb")
+
+
+PLAIN_ONLY = "hand in plain files only; nothing of this submission was read"
+# case -> the message its `invalid` row must start with
+REFUSED = {
+    "symlinked_notebook": f"{A}.ipynb is a symbolic link",
+    "symlinked_files": "notes.txt is a symbolic link",
+    "symlinked_assignment_folder": f"{A} (the assignment folder) is a symbolic link",
+    "symlinked_student_folder": "the student folder symlinked_student_folder is a symbolic link",
+    "fifo_beside": "pipe is a FIFO (named pipe)",
+    "fifo_notebook": f"{A}.ipynb is a FIFO (named pipe)",
+}
+
+# name -> (notebook or raw bytes or "dir" or a builder of the student folder, expected status,
+# wrong-answer cell that must score 0)
 def _at_end(base, source: str):
     nb = copy.deepcopy(base)
     nb.cells.append(_cell(source))
@@ -373,6 +428,7 @@ def _catalog(tmp: Path) -> dict:
         "empty_file": (b"", "invalid", None),
         "directory": ("dir", "invalid", None),
         "wrong_file_name": ("wrong-name", "missing", None),
+        **{name: (functools.partial(_plain_files_only, tmp, name), "invalid", None) for name in REFUSED},
     }
 
 
@@ -381,6 +437,9 @@ def graded(tmp_path_factory, course_config):
     tmp = tmp_path_factory.mktemp("hostile")
     cases = catalog(tmp)
     for name, (content, _, _) in cases.items():
+        if callable(content):
+            content()
+            continue
         folder = tmp / "subs" / name / A
         folder.mkdir(parents=True)
         path = folder / f"{A}.ipynb"
@@ -504,3 +563,29 @@ def test_huge_output_is_capped(graded):
     _, by_name, tmp = graded
     size = os.path.getsize(tmp / "out" / "autograded" / "print_flood" / A / f"{A}.ipynb")
     assert size < 2 * 2**20
+
+
+@pytest.mark.parametrize("name", [n for n in REFUSED if n in NAMES])
+def test_links_and_special_files_are_refused_unread(graded, course_config, name):
+    """Check that a submission that is, or holds, a link or a FIFO is `invalid`, says which entry
+    and what it is, scores 0, and reaches neither the gradebook nor autograded/ (the grader did not
+    hang on the FIFO: this run finished)."""
+    from nbgrader.api import Gradebook
+    _, by_name, tmp = graded
+    r = by_name[name]
+    assert (r["status"], r["score"], r["cells"]) == ("invalid", 0, []), r
+    assert r["messages"] == [f"{REFUSED[name]}: {PLAIN_ONLY}"], r["messages"]
+    assert not (tmp / "out" / "autograded" / name).exists()
+    with Gradebook(f"sqlite:///{course_config}/gradebook.db") as gb:
+        assert name not in [s.id for s in gb.students]
+
+
+def test_no_secret_reaches_any_output(graded):
+    """Check that the secret behind a link (a file only root may read) is in no file the run
+    wrote: autograded notebooks, result files, grades.csv, cells.csv."""
+    _, by_name, tmp = graded
+    if "symlinked_files" not in by_name:
+        pytest.skip("not in this run's cases")
+    leaked = [str(f) for f in (tmp / "out").rglob("*") if f.is_file() and SECRET.encode() in f.read_bytes()]
+    assert not leaked, leaked
+

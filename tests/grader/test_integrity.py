@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import stat
 
 import nbformat
 import pytest
 
 from grader import integrity, submissions
+from grader.course import SOLUTIONS
 
 A = "01_cross_correlation"
 
@@ -72,6 +76,84 @@ def test_load_rejects_a_directory(tmp_path):
     (tmp_path / "x.ipynb").mkdir()
     with pytest.raises(integrity.InvalidSubmission, match="directory"):
         integrity.load(tmp_path / "x.ipynb")
+
+
+def test_load_refuses_a_link_to_the_solution_notebook(tmp_path):
+    """Check that a notebook that is a symbolic link (here to the course's solution notebook,
+    which grades full marks) is refused, not read (O_NOFOLLOW)."""
+    path = tmp_path / f"{A}.ipynb"
+    path.symlink_to(SOLUTIONS / A / f"{A}.ipynb")
+    with pytest.raises(integrity.InvalidSubmission, match=f"^{A}.ipynb is a symbolic link: hand in plain files only"):
+        integrity.load(path)
+    with pytest.raises(OSError):
+        integrity.read_plain(path, 100)
+
+
+def test_load_refuses_a_fifo_without_waiting_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "x.ipynb")
+    with pytest.raises(integrity.InvalidSubmission, match=r"x.ipynb is a FIFO \(named pipe\)"):
+        integrity.load(tmp_path / "x.ipynb")
+
+
+def _submission(tmp_path):
+    """A folder of plain files and folders: the notebook, a data file and a subfolder with one."""
+    folder = tmp_path / "ann" / A
+    (folder / "data").mkdir(parents=True)
+    nbformat.write(submissions.solved(A), folder / f"{A}.ipynb")
+    (folder / "notes.txt").write_text("my notes")
+    (folder / "data" / "x.csv").write_text("1,2")
+    return folder
+
+
+def test_refusal_accepts_plain_files_and_folders(tmp_path):
+    assert integrity.refusal(_submission(tmp_path), A) is None
+
+
+@pytest.mark.parametrize("where", ["notes.txt", "data/x.csv", "data", f"{A}.ipynb"])
+@pytest.mark.parametrize("what", ["symbolic link", "FIFO", "socket", "character device"])
+def test_refusal_names_what_is_not_a_plain_file(tmp_path, where, what):
+    """Check that a link, FIFO, socket or device anywhere in a submission (the notebook, beside
+    it, in a subfolder, a subfolder itself) is named, relative to the submission, with what it
+    is; nothing is followed (a link to /etc/shadow is only named)."""
+    if what == "character device" and os.geteuid() != 0:
+        pytest.skip("only root can make a device")
+    folder = _submission(tmp_path)
+    entry = folder / where
+    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    if what == "symbolic link":
+        entry.symlink_to("/etc/shadow")
+    elif what == "FIFO":
+        os.mkfifo(entry)
+    elif what == "socket":
+        os.mknod(entry, stat.S_IFSOCK | 0o600)
+    else:
+        os.mknod(entry, stat.S_IFCHR | 0o600, os.makedev(1, 3))     # /dev/null
+    message = integrity.refusal(folder, A)
+    assert message is not None and message.startswith(f"{where} is a {what}"), message
+    assert message.endswith("hand in plain files only; nothing of this submission was read")
+
+
+def test_refusal_of_a_linked_folder(tmp_path):
+    folder = _submission(tmp_path)
+    (tmp_path / "link").symlink_to(folder)
+    assert integrity.refusal(tmp_path / "link", "the folder").startswith("the folder is a symbolic link")
+
+
+def test_plain_files_opens_regular_files_only_and_follows_no_link(tmp_path):
+    """Check that plain_files gives the regular files (by relative path, with their content) and
+    skips links to files and folders, FIFOs (without blocking) and pruned folders."""
+    folder = _submission(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("SECRET")
+    (folder / "link.txt").symlink_to(outside / "secret.txt")
+    (folder / "linked_folder").symlink_to(outside)
+    os.mkfifo(folder / "pipe")
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / "old.txt").write_text("old")
+    found = {rel: os.read(fd, 100) for rel, fd in integrity.plain_files(folder, prune=(".ipynb_checkpoints",))}
+    assert sorted(found) == [f"{A}.ipynb", "data/x.csv", "notes.txt"]
+    assert found["notes.txt"] == b"my notes" and found["data/x.csv"] == b"1,2"
 
 
 def test_notebook_imports():
