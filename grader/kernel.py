@@ -17,11 +17,16 @@ Unix socket the grader listens on (length-prefixed JSON frames, grader/shell.py)
 A student kernel's frames are the student's data: its code can write anything to the socket.
 Each frame is parsed as JSON (a frame that is not a JSON object ends the kernel: "crashed"),
 outputs are counted against the flood limit and capped, and a reply or answer is taken only
-where one is due (the examiner checks each answer's call id).
+where one is due (the examiner checks each answer's call id). No active content crosses: a
+display or result keeps only text/plain and PNG/JPEG images (base64, with a numeric width and
+height), since formgrader and nbconvert render the graded notebook in the instructor's browser;
+HTML, JavaScript, SVG, Markdown, LaTeX, widgets and any other type are dropped and named in a
+note (`_inert`).
 """
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import struct
@@ -45,6 +50,11 @@ ALIVE_EVERY = 0.05               # seconds between two checks that the kernel pr
 EXIT_GRACE = 0.3                 # after the socket closed: seconds to wait for the exit code
 READ_AHEAD = 2 * MAX_MESSAGE     # bytes read from a process while the grader's frame waits to go
 OUTPUTS = ("stream", "display_data", "execute_result", "error")
+# What a display or result keeps: nothing that a browser opening the graded notebook (formgrader,
+# nbconvert, JupyterLab) would run or render as markup; the rest is named in a note.
+KEPT_MIME = ("text/plain", "image/png", "image/jpeg")
+NOT_KEPT = "[{types} output not kept: graded notebooks keep text and images only]"
+_BASE64 = re.compile(r"[A-Za-z0-9+/\n\r ]*(?:=[\n\r ]*){0,2}")
 
 WARM_PREAMBLE = """
 def _convlab_warm():
@@ -275,7 +285,7 @@ class Shell:
             return
         text = content.get("text") if mtype == "stream" else None
         size = len(text) if isinstance(text, str) else len(str(content))
-        self._count(budget, size)
+        self._count(budget, size)                  # (all that came counts against a flood)
         room = min(CELL_OUTPUT_CAP - kept[0], budget.notebook_left)
         if room <= 0:
             if not (outputs and str(outputs[-1].get("text", "")).endswith(TRUNCATED)):
@@ -286,6 +296,8 @@ class Shell:
         out = _output(mtype, content)
         if out is None:                            # malformed (forged): dropped
             return
+        if "data" in out:                          # (what is kept of a display counts against the caps)
+            size = sum(len(v) for v in out.data.values())
         if size > room:
             out = _truncate(out, room)
         kept[0] += min(size, room)
@@ -391,7 +403,8 @@ def _reply(msg: dict, outputs: list) -> Reply:
 
 
 def _output(mtype: str, content: dict):
-    """The notebook output of an output frame, or None if it is not one nbformat would accept."""
+    """The notebook output of an output frame, or None if it is not one nbformat would accept.
+    A display or result keeps only inert data (`_inert`): nothing a browser would run."""
     strings = lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)  # noqa: E731
     if mtype == "stream":
         ok = content.get("name") in ("stdout", "stderr") and isinstance(content.get("text"), str)
@@ -404,9 +417,49 @@ def _output(mtype: str, content: dict):
               and all(isinstance(k, str) and "/" in k for k in data))
         if mtype == "execute_result":
             ok = ok and type(content.get("execution_count")) in (int, type(None))
+        if ok:
+            content = {**content, **dict(zip(("data", "metadata"), _inert(data, metadata)))}
     if not ok:
         return None
     return output_from_msg({"header": {"msg_type": mtype}, "content": content})
+
+
+def _inert(data: dict, metadata: dict) -> tuple[dict, dict]:
+    """What a graded notebook keeps of a display's data and metadata: text/plain (a string) and
+    PNG or JPEG images (base64 strings) only, with their width and height; everything a browser
+    could run or that could carry markup (HTML, JavaScript, SVG, Markdown, LaTeX, widgets,
+    anything unknown) is dropped, and named in text/plain when that leaves none."""
+    kept = {mime: _plain(mime, value) for mime, value in data.items() if mime in KEPT_MIME}
+    kept = {mime: value for mime, value in kept.items() if value is not None}
+    dropped = [mime for mime in data if mime not in kept]
+    if dropped and "text/plain" not in kept:
+        kept["text/plain"] = _not_kept(dropped)
+    sizes = {mime: _image_size(metadata.get(mime)) for mime in kept if mime != "text/plain"}
+    return kept, {mime: size for mime, size in sizes.items() if size}
+
+
+def _plain(mime: str, value) -> str | None:
+    """`value` as kept for `mime` (text/plain: a string or list of strings, joined; an image: a
+    base64 string), or None if it is not one."""
+    if mime == "text/plain":
+        if isinstance(value, list) and all(isinstance(x, str) for x in value):
+            return "".join(value)
+        return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and _BASE64.fullmatch(value) else None
+
+
+def _image_size(metadata) -> dict:
+    """The width and height (positive numbers) of an image's metadata; nothing else of it (a
+    string there ends up in an <img> tag's attributes when nbconvert renders the notebook)."""
+    if not isinstance(metadata, dict):
+        return {}
+    return {k: v for k in ("width", "height") if type(v := metadata.get(k)) in (int, float) and 0 < v < 1e5}
+
+
+def _not_kept(dropped: list[str]) -> str:
+    """The text/plain that says which types of a display were dropped (the first few, shortened)."""
+    names = [m[:60] for m in dropped[:4]] + ([f"{len(dropped) - 4} more"] if len(dropped) > 4 else [])
+    return NOT_KEPT.format(types=", ".join(names))
 
 
 def _truncation_note():

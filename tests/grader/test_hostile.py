@@ -342,6 +342,25 @@ REFUSED = {
     "fifo_notebook": f"{A}.ipynb is a FIFO (named pipe)",
 }
 
+# Active content in a student's outputs, which formgrader would render in the instructor's
+# browser: HTML with an event handler, JavaScript, SVG with a script, Markdown with HTML, a
+# widget's view with HTML beside it, an image whose width smuggles an attribute; and a PNG.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+ACTIVE_CONTENT = f"""
+import base64
+from IPython.display import HTML, SVG, Image, Javascript, Markdown, display
+display(HTML('<img src=x onerror="document.title=1">'))
+display(Javascript('document.title=2'))
+display(SVG('<svg xmlns="http://www.w3.org/2000/svg"><script>document.title=3</script></svg>'))
+display(Markdown('<img src=x onerror="document.title=4">'))
+display({{"application/vnd.jupyter.widget-view+json": {{"model_id": "m", "version_major": 2, "version_minor": 0}},
+          "text/html": "<script>document.title=5</script>"}}, raw=True)
+display({{"image/png": "{PNG}", "text/plain": "a picture"}}, raw=True,
+        metadata={{"image/png": {{"width": "1 onerror=document.title=6", "height": 1}}}})
+display(Image(data=base64.b64decode("{PNG}")))
+"""
+
+
 # name -> (notebook or raw bytes or "dir" or a builder of the student folder, expected status,
 # wrong-answer cell that must score 0)
 def _at_end(base, source: str):
@@ -429,6 +448,7 @@ def _catalog(tmp: Path) -> dict:
         "directory": ("dir", "invalid", None),
         "wrong_file_name": ("wrong-name", "missing", None),
         **{name: (functools.partial(_plain_files_only, tmp, name), "invalid", None) for name in REFUSED},
+        "active_content": (_at_end(solved, ACTIVE_CONTENT), "graded", None),
     }
 
 
@@ -589,3 +609,27 @@ def test_no_secret_reaches_any_output(graded):
     leaked = [str(f) for f in (tmp / "out").rglob("*") if f.is_file() and SECRET.encode() in f.read_bytes()]
     assert not leaked, leaked
 
+
+def test_no_active_content_reaches_the_graded_notebook(graded):
+    """Check that the displays of a student's cell keep only text and images: no HTML,
+    JavaScript, SVG, Markdown or widget data, no event handler, no smuggled image attribute; the
+    PNGs are kept, the score is full."""
+    _, by_name, tmp = graded
+    if "active_content" not in by_name:
+        pytest.skip("not in this run's cases")
+    r = by_name["active_content"]
+    assert r["status"] == "graded" and r["score"] == r["max_score"] > 0, r
+    nb = nbformat.read(tmp / "out" / "autograded" / "active_content" / A / f"{A}.ipynb", as_version=4)
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    kinds = {k for o in outputs for k in o.get("data", {})}
+    assert kinds <= {"text/plain", "image/png", "image/jpeg"}, kinds
+    text = json.dumps(outputs)
+    assert "onerror" not in text and "<script" not in text and "document.title" not in text, text[-3000:]
+    last = nb.cells[-1].outputs
+    assert [o.data["image/png"].strip() for o in last if "image/png" in o.data] == [PNG, PNG]
+    assert [dict(o.metadata) for o in last if "image/png" in o.data][0] == {"image/png": {"height": 1}}
+    note = "[application/vnd.jupyter.widget-view+json, text/html output not kept: graded notebooks keep text and images only]"
+    assert [o.data["text/plain"] for o in last] == [
+        "<IPython.core.display.HTML object>", "<IPython.core.display.Javascript object>",
+        "<IPython.core.display.SVG object>", "<IPython.core.display.Markdown object>", note, "a picture",
+        "<IPython.core.display.Image object>"]
