@@ -48,3 +48,26 @@ def test_feedback_shows_results_but_never_hidden_tests(tmp_path):
     assert "Check that corr2d reproduces the worked example" in html      # visible test source
     leaked = [l for l in hidden if l in html]
     assert not leaked, f"hidden test lines in the feedback: {leaked[:3]}"
+
+
+def test_feedback_escapes_everything_a_student_controls(tmp_path):
+    """Check that the page shows a student's id, the messages (e.g. a refused submission names the
+    student's own file) and failure messages as text: no tag of theirs reaches the page."""
+    attacks = ['<script>document.title=1</script>', '<img src=x onerror="document.title=2">',
+               "<svg onload=document.title=3>"]
+    student = "<svg onload=alert(4)>"
+    cells = [{"grade_id": "corr2d_worked_example", "score": 0, "max_score": 1, "passed": False,
+              "message": f"AssertionError: {attacks[1]}"}]
+    result = {"student_id": student, "assignment": A, "key": "k", "status": "invalid", "score": 0,
+              "max_score": 1, "messages": [f"{attacks[0]}.txt is a symbolic link", attacks[2]], "cells": cells,
+              "timings": {}}
+    (tmp_path / "results" / student / A).mkdir(parents=True)
+    (tmp_path / "results" / student / A / "k.json").write_text(json.dumps(result))
+    (tmp_path / "last-run.json").write_text(json.dumps(
+        [{"student_id": student, "assignment": A, "key": "k", "file": f"{student}/{A}/k.json"}]))
+    [page], _ = feedback.write_feedback(tmp_path)
+    html = page.read_text()
+    for tag in ("<script>", "<img", "<svg"):
+        assert tag not in html, tag
+    assert "&lt;script&gt;document.title=1&lt;/script&gt;.txt is a symbolic link" in html
+    assert "&lt;svg onload=alert(4)&gt;" in html and "onerror=&quot;document.title=2&quot;" in html
