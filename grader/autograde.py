@@ -693,7 +693,8 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
         try:
             nb = integrity.load(job.path)
             nb, job.findings = integrity.repair(nb, releases[job.assignment])
-            job.nb = integrity.sanitize(nb, job.assignment, job.student, db_url, records[job.assignment])
+            job.nb = integrity.inert_markup(integrity.sanitize(nb, job.assignment, job.student, db_url,
+                                                              records[job.assignment]), releases[job.assignment])
             job.timings["prepare"] = time.monotonic() - t
             runnable.append(job)
         except integrity.InvalidSubmission as err:

@@ -271,6 +271,24 @@ def sanitize(nb: nbformat.NotebookNode, assignment: str, student: str, db_url: s
     return nb
 
 
+def inert_markup(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The student's own markup made inert before anyone's browser renders the graded notebook
+    (formgrader's template renders markdown without its sanitizer): a markdown cell that is not
+    one of the release's goes through nbconvert's own sanitizer (bleach, as `sanitize_html` uses:
+    <script>, event handlers, <img>, <iframe> ... are escaped to text); a raw cell loses the
+    format that would make a renderer paste it in as HTML. Outputs are handled by the kernel
+    reader (grader/kernel.py). Changes only cells with markup; returns `nb`."""
+    from nbconvert.filters import clean_html
+    ours = {c.source for c in release.cells if c.cell_type == "markdown"}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source not in ours and "<" in cell.source:
+            cell.source = clean_html(cell.source)
+        elif cell.cell_type == "raw":
+            for key in ("format", "raw_mimetype"):
+                cell.metadata.pop(key, None)
+    return nb
+
+
 class ReleaseRecord:
     """What the gradebook holds of one assignment's notebook (nbgrader names it after the
     assignment here): its kernelspec, source cells and graded cells, as plain values that

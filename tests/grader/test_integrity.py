@@ -237,3 +237,21 @@ def test_metadata_validation_still_rejects_corrupt_metadata():
     cell.metadata.nbgrader["points"] = "many"
     with pytest.raises(ValidationError):
         MetadataValidator().validate_nb(nb)
+
+
+def test_student_markup_is_made_inert_and_the_releases_is_kept():
+    """Formgrader renders markdown without a sanitizer: a student's markdown with a script or an
+    event handler, or a raw cell marked as HTML, must reach no one's browser as markup."""
+    release = submissions.untouched("01_cross_correlation")
+    nb = copy.deepcopy(release)
+    evil = nbformat.v4.new_markdown_cell('Hi <img src=x onerror="alert(1)"> <script>alert(2)</script> **bold**')
+    plain = nbformat.v4.new_markdown_cell("no tags, **bold**")
+    raw = nbformat.v4.new_raw_cell('<img src=x onerror="alert(3)">')
+    raw.metadata.update({"format": "text/html", "raw_mimetype": "text/html"})
+    nb.cells += [evil, plain, raw]
+    out = integrity.inert_markup(nb, release)
+    assert "<img" not in evil.source and "<script" not in evil.source and "**bold**" in evil.source
+    assert "&lt;script&gt;" in evil.source                    # shown as text, not dropped
+    assert plain.source == "no tags, **bold**"
+    assert "format" not in raw.metadata and "raw_mimetype" not in raw.metadata
+    assert [c.source for c in out.cells[:len(release.cells)]] == [c.source for c in release.cells]
