@@ -386,7 +386,8 @@ NO_GAIN = ("stops_reading", "zeroes_its_input", "steal_and_answer", "lying_tenso
 SANDBOX_CASES = ("correct", "untouched", "wrong", "deleted_test", "steal_and_answer", "hang_in_call",
                  "look_for_hidden", "keyboard_interrupt_loop", "infinite_loop", "os_exit", "memory_hog",
                  "print_flood", "fork_bomb", "snoop", "network", "malformed_json")
-NEEDS_ALL_CASES = ("test_slow_call_fails_only_its_tests",)
+NEEDS_ALL_CASES = ("test_slow_call_fails_only_its_tests", "test_links_and_special_files_are_refused_unread",
+                   "test_no_secret_reaches_any_output", "test_no_active_content_reaches_the_graded_notebook")
 
 
 def catalog(tmp: Path) -> dict:
@@ -604,8 +605,6 @@ def test_no_secret_reaches_any_output(graded):
     """Check that the secret behind a link (a file only root may read) is in no file the run
     wrote: autograded notebooks, result files, grades.csv, cells.csv."""
     _, by_name, tmp = graded
-    if "symlinked_files" not in by_name:
-        pytest.skip("not in this run's cases")
     leaked = [str(f) for f in (tmp / "out").rglob("*") if f.is_file() and SECRET.encode() in f.read_bytes()]
     assert not leaked, leaked
 
@@ -615,8 +614,6 @@ def test_no_active_content_reaches_the_graded_notebook(graded):
     JavaScript, SVG, Markdown or widget data, no event handler, no smuggled image attribute; the
     PNGs are kept, the score is full."""
     _, by_name, tmp = graded
-    if "active_content" not in by_name:
-        pytest.skip("not in this run's cases")
     r = by_name["active_content"]
     assert r["status"] == "graded" and r["score"] == r["max_score"] > 0, r
     nb = nbformat.read(tmp / "out" / "autograded" / "active_content" / A / f"{A}.ipynb", as_version=4)
