@@ -438,7 +438,7 @@ def _inert(data: dict, metadata: dict) -> tuple[dict, dict]:
     return kept, {mime: size for mime, size in sizes.items() if size}
 
 
-def _plain(mime: str, value) -> str | None:
+def _plain(mime: str, value: object) -> str | None:
     """`value` as kept for `mime` (text/plain: a string or list of strings, joined; an image: a
     base64 string), or None if it is not one."""
     if mime == "text/plain":
@@ -448,7 +448,7 @@ def _plain(mime: str, value) -> str | None:
     return value if isinstance(value, str) and _BASE64.fullmatch(value) else None
 
 
-def _image_size(metadata) -> dict:
+def _image_size(metadata: object) -> dict:
     """The width and height (positive numbers) of an image's metadata; nothing else of it (a
     string there ends up in an <img> tag's attributes when nbconvert renders the notebook)."""
     if not isinstance(metadata, dict):
