@@ -73,6 +73,7 @@ STUDENTS = _names("CONVLAB_STUDENTS")
 EXCHANGE = Path(os.environ.get("CONVLAB_EXCHANGE", "/srv/nbgrader/exchange"))
 STATE = Path(os.environ.get("CONVLAB_HUB_STATE", "/srv/jupyterhub"))
 STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
+STATE.chmod(0o700)        # the hub's database and cookie secret: no account but root may read them
 
 # --- network: the public proxy port, and the hub's and proxy's private ports on localhost --------
 ip = os.environ.get("CONVLAB_HUB_IP", "127.0.0.1")

@@ -45,6 +45,10 @@ def missing_tools() -> list[str]:
     if not CONFIG.is_file() or not hub_python().exists():
         problems.append(f"the course is not installed for the hub in {runtime.RUNTIME}: run `make hub-deps`")
         return problems
+    changed = runtime.stale()
+    if changed:
+        problems.append(f"the course installed in {runtime.RUNTIME} is older than this clone ({len(changed)} "
+                        f"file(s) differ, e.g. {changed[0]}): run `make hub-deps`")
     if not shutil.which("configurable-http-proxy", path=str(runtime.RUNTIME / "node" / "bin")):
         problems.append("configurable-http-proxy: run `make hub-deps` (npm install into .venv/node)")
     if not runtime.runnable_by_others(hub_python()):
@@ -146,7 +150,7 @@ class LocalHub:
         return env
 
     def start(self, timeout: float = 60, quiet: bool = True) -> None:
-        self.state.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.log_path = self.log_path or self.state / "jupyterhub.log"
         log = open(self.log_path, "ab") if quiet else None
         self.proc = subprocess.Popen(

@@ -22,7 +22,7 @@ The students' environment names nothing under staff/. Instructors are put in the
 `convlab-staff` by the hub at every start (`python -m hub.runtime --staff alice,bob`, or the hub's
 config calling `set_staff`): exactly the instructors of its roster.
 
-    python -m hub.runtime            # install or refresh RUNTIME from this clone
+    python -m hub.runtime            # install or refresh RUNTIME from this clone; close the clone
     python -m hub.runtime --check    # exit 1 unless another account can run RUNTIME's Python
 """
 from __future__ import annotations
@@ -82,6 +82,16 @@ def _link_tree(src: Path, dest: Path) -> None:
         subprocess.run(["cp", "-a", str(src), str(dest)], check=True)
 
 
+def _match_interpreter(interpreter: Path) -> None:
+    """The lock's packages for this interpreter: the system's Python can be an older patch release
+    than .venv's (Debian 12: 3.11.2), and the lock picks some versions by it (soupsieve 4 needs
+    3.11.5; with 4 on 3.11.2 nbconvert's HTML export, so formgrader, fails). pip changes only what
+    differs; it unlinks the hard links it replaces (never .venv's files)."""
+    lock = VENV / "requirements-cpu.txt" if (VENV / "requirements-cpu.txt").exists() else ROOT / "requirements.txt"
+    subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", "--python", str(interpreter), "install", "--quiet",
+                    "--no-deps", "--requirement", str(lock)], check=True)
+
+
 def _build_python(dest: Path) -> None:
     """A venv at `dest` (built in a sibling folder, then swapped in) runnable by every account."""
     tmp = dest.with_name(dest.name + ".new")
@@ -89,6 +99,7 @@ def _build_python(dest: Path) -> None:
     subprocess.run([str(_system_python()), "-m", "venv", "--without-pip", str(tmp)], check=True)
     shutil.rmtree(tmp / SITE)
     _link_tree(VENV / SITE, tmp / SITE)
+    _match_interpreter(tmp / "bin" / "python")
     for name in os.listdir(tmp / SITE):     # the editable install points into the clone: unlink it
         if name.startswith(("__editable__", "__editable___convlab")) or name.startswith("convlab-"):
             path = tmp / SITE / name
@@ -128,6 +139,13 @@ def _tracked_files() -> list[str]:
     else:
         names = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() and ".venv" not in p.parts]
     return [n for n in names if n.split("/")[0] not in NOT_STAFF and (ROOT / n).is_file()]
+
+
+def stale(runtime: Path = RUNTIME) -> list[str]:
+    """The clone's files whose staff copy differs or is missing (`make hub-deps` refreshes them)."""
+    staff = staff_dir(runtime)
+    return [n for n in _tracked_files()
+            if not (staff / n).is_file() or (staff / n).read_bytes() != (ROOT / n).read_bytes()]
 
 
 def _copy_files(names: list[str], dest: Path) -> None:
@@ -201,13 +219,14 @@ def install(runtime: Path = RUNTIME) -> None:
                          f"is {runtime} or a folder above it closed to other accounts?")
 
 
-def _warn_if_clone_open() -> None:
-    """The clone holds solutions/ and .git: say so if other accounts may read it."""
-    proc = subprocess.run(["runuser", "-u", PROBE_USER, "--", "test", "-r", str(ROOT / "solutions")],
-                          capture_output=True)
-    if proc.returncode == 0:
-        print(f"warning: other accounts can read {ROOT / 'solutions'} (and .git): on a class machine "
-              f"keep the clone private (chmod 700 {ROOT}); the hub runs from {RUNTIME}", file=sys.stderr)
+def close_clone(root: Path = ROOT) -> None:
+    """The clone holds solutions/ and .git, and the hub never needs it: no other account may enter
+    it (only its top folder's mode changes: group and others lose every bit)."""
+    mode = root.stat().st_mode
+    if mode & 0o077:
+        root.chmod(mode & ~0o077)
+        print(f"hub.runtime: made {root} private ({mode & 0o777:o} -> {mode & 0o700:o}): it holds solutions/ "
+              f"and .git; the hub runs from {RUNTIME}", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
@@ -222,7 +241,7 @@ def main(argv: list[str]) -> int:
         set_staff([n for n in argv[argv.index("--staff") + 1].split(",") if n])
         return 0
     install()
-    _warn_if_clone_open()
+    close_clone()
     print(f"hub runtime: {RUNTIME} (students: {python()}; staff only: {staff_dir()})")
     return 0
 

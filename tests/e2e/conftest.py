@@ -59,7 +59,7 @@ def artifacts() -> Path:
 class Classroom:
     hub: local.LocalHub
     instructor: str
-    students: list[str]          # [solved, half-solved, browser learner]
+    students: list[str]          # [solved, half-solved, browser learner, attacker]
     passwords: dict[str, str]
     servers: dict[str, str] = field(default_factory=dict)   # user -> server base URL
 
@@ -82,7 +82,7 @@ def classroom(request):
     assert not missing, "the hub cannot run here: " + "; ".join(missing)
     tag = secrets.token_hex(2)
     instructor = f"clhub{tag}i"
-    students = [f"clhub{tag}s{i}" for i in (1, 2, 3)]
+    students = [f"clhub{tag}s{i}" for i in (1, 2, 3, 4)]
     passwords = {u: secrets.token_urlsafe(12) for u in [instructor, *students]}
     base = Path(tempfile.mkdtemp(prefix="clhub-"))
     base.chmod(0o755)
@@ -144,6 +144,52 @@ def hidden_test_lines(assignment: str = ASSIGNMENT) -> list[str]:
     return lines
 
 
+# --- a browser -----------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions"]
+TIMEOUT = 120_000   # ms: kernels import PyTorch on a busy 2-core machine
+
+
+@pytest.fixture(scope="module")
+def browser(classroom):
+    """Debian's chromium driven by Playwright (one per test module)."""
+    from playwright.sync_api import sync_playwright
+    assert CHROMIUM.exists(), "chromium is missing: run `make hub-deps` (apt-get install chromium)"
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Shots:
+    def __init__(self, folder: Path, prefix: str):
+        self.folder, self.prefix, self.n = folder, prefix, 0
+
+    def __call__(self, page, name: str) -> None:
+        self.n += 1
+        page.screenshot(path=str(self.folder / f"{self.prefix}-{self.n:02d}-{name}.png"))
+
+
+def login(browser, room, user: str, shots: Shots):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    page.goto(f"{room.hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", room.passwords[user])
+    shots(page, "login")
+    page.click("#login_submit")
+    page.wait_for_url(f"**/user/{user}/lab**")
+    page.wait_for_selector("#jp-main-dock-panel")
+    page.get_by_role("menuitem", name="Nbgrader").wait_for()   # the lab and its extensions are up
+    return context, page
+
+
+
 # --- the instructor's terminal --------------------------------------------------------------------
 
 def run_in_terminal(room: Classroom, user: str, command: str, timeout: float = 600) -> str:
@@ -200,7 +246,7 @@ def _ok(reply, what: str):
 @pytest.fixture(scope="session")
 def graded_class(classroom, artifacts) -> GradedClass:
     room, inst = classroom, classroom.instructor
-    solved, half, learner = room.students
+    solved, half, learner, _ = room.students
     t0 = time.monotonic()
     seconds = {}
     form = {"course_id": "convlab", "assignment_id": ASSIGNMENT}
@@ -242,3 +288,63 @@ def graded_class(classroom, artifacts) -> GradedClass:
     seconds["fetch_feedback"] = time.monotonic() - t0
     (artifacts / "cycle-seconds.json").write_text(json.dumps(seconds, indent=1))
     return GradedClass(solved, half, subs, feedback, log, seconds)
+
+
+# --- a second round: what a hostile student hands in and plants -----------------------------------
+
+XSS_MARK = "pwned"
+
+
+def hostile_notebook() -> nbformat.NotebookNode:
+    """Lesson 1 solved, plus what would run in the instructor's browser if it crossed: HTML with an
+    onerror handler and Javascript from a code cell, the same in a markdown cell and a raw HTML cell.
+    Each would set the page's title and request a /leak-... URL."""
+    nb = copy.deepcopy(submissions.solved(ASSIGNMENT))
+    img = lambda where: f'<img src="/leak-{where}" onerror="document.title=\'{XSS_MARK}-{where}\'">'  # noqa: E731
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "from IPython.display import HTML, Javascript, display\n"
+        f"display(HTML({img('html')!r}))\n"
+        f"display(Javascript(\"document.title = '{XSS_MARK}-js'; fetch('/leak-js')\"))"))
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        f"An innocent remark. {img('markdown')} <script>document.title='{XSS_MARK}-script'; fetch('/leak-script')</script>"))
+    raw = nbformat.v4.new_raw_cell(img("raw"))
+    raw.metadata["raw_mimetype"] = "text/html"
+    raw.metadata["format"] = "text/html"
+    nb.cells.append(raw)
+    return nb
+
+
+@dataclass
+class HostileRound:
+    attacker: str
+    forged_for: str          # the student in whose name the attacker planted a submission
+    grade_log: str
+
+
+@pytest.fixture(scope="session")
+def hostile_round(classroom, graded_class, artifacts) -> HostileRound:
+    """After the first round: the attacker fetches and submits `hostile_notebook()`, then, from a
+    terminal (a student's shell), plants in the exchange's inbound folder a submission in the
+    browser learner's name (who handed in nothing) and a later one of their own holding a link to
+    the staff's solution notebook; the instructor runs the grading command again."""
+    room = classroom
+    learner, attacker = room.students[2], room.students[3]
+    form = {"course_id": "convlab", "assignment_id": ASSIGNMENT}
+    _ok(room.call(attacker, "POST", "/assignments/fetch", form, form=True), f"{attacker}: fetch")
+    room.call(attacker, "PUT", f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
+              {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(hostile_notebook()))})
+    _ok(room.call(attacker, "POST", "/assignments/submit", form, form=True), f"{attacker}: submit")
+    time.sleep(1.1)          # the planted entries are later than the real one
+    inbound = room.hub.exchange / "convlab" / "inbound"
+    solution = local.STAFF / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    plant = (
+        'TS="$(date -u +"%Y-%m-%d %H:%M:%S.%6N UTC")"; '
+        f'F="{inbound}/{learner}+{ASSIGNMENT}+$TS+forged"; '
+        f'mkdir "$F" && cp ~/{ASSIGNMENT}/{ASSIGNMENT}.ipynb "$F/" && printf %s "$TS" > "$F/timestamp.txt"; '
+        f'L="{inbound}/{attacker}+{ASSIGNMENT}+$TS+linked"; '
+        f'mkdir "$L" && cp ~/{ASSIGNMENT}/{ASSIGNMENT}.ipynb "$L/" && ln -s {solution} "$L/notes.txt" '
+        '&& printf %s "$TS" > "$L/timestamp.txt"')
+    run_in_terminal(room, attacker, plant)
+    log = run_in_terminal(room, room.instructor, f"cd ~ && {local.hub_python()} {local.GRADE} {ASSIGNMENT}")
+    (artifacts / "grade-hostile-round.log").write_text(log)
+    return HostileRound(attacker, learner, log)

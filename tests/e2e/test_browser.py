@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -19,51 +18,9 @@ import pytest
 from grader import submissions
 from grader.course import student_notebook
 
-from .conftest import ASSIGNMENT, EXPLORER, HALF_SOLVED, expected_cell_scores
+from .conftest import ASSIGNMENT, EXPLORER, HALF_SOLVED, Shots, expected_cell_scores, login
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions"]
-TIMEOUT = 120_000   # ms: kernels import PyTorch on a busy 2-core machine
-
-
-@pytest.fixture(scope="module")
-def browser(classroom):
-    from playwright.sync_api import sync_playwright
-    assert CHROMIUM.exists(), "chromium is missing: run `make hub-deps` (apt-get install chromium)"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-class Shots:
-    def __init__(self, folder: Path, prefix: str):
-        self.folder, self.prefix, self.n = folder, prefix, 0
-
-    def __call__(self, page, name: str) -> None:
-        self.n += 1
-        page.screenshot(path=str(self.folder / f"{self.prefix}-{self.n:02d}-{name}.png"))
-
-
-def login(browser, room, user: str, shots: Shots):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    page.goto(f"{room.hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", room.passwords[user])
-    shots(page, "login")
-    page.click("#login_submit")
-    page.wait_for_url(f"**/user/{user}/lab**")
-    page.wait_for_selector("#jp-main-dock-panel")
-    page.get_by_role("menuitem", name="Nbgrader").wait_for()   # the lab and its extensions are up
-    return context, page
-
 
 def nbgrader_menu(page) -> list[str]:
     page.get_by_role("menuitem", name="Nbgrader").click()

@@ -14,7 +14,8 @@ import pytest
 from grader.course import ROOT
 from hub.local import free_port
 
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT, Shots, disabled_plugins, nbgrader_menu
+from .conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT, Shots
+from .test_browser import disabled_plugins, nbgrader_menu
 
 pytestmark = pytest.mark.slow
 
