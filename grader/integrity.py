@@ -27,9 +27,11 @@ import copy
 import errno
 import json
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 
@@ -271,18 +273,79 @@ def sanitize(nb: nbformat.NotebookNode, assignment: str, student: str, db_url: s
     return nb
 
 
+# What a student's markdown may render to (nbconvert's markdown2html, as formgrader renders it):
+# tags and attributes that run nothing, links and images only to these schemes (or relative).
+_SAFE_TAGS = frozenset("p br hr h1 h2 h3 h4 h5 h6 em strong b i u s del sub sup code pre kbd blockquote "
+                       "ul ol li dl dt dd a img table thead tbody tfoot tr th td caption span div".split())
+_SAFE_ATTRS = frozenset("href src alt title class id align start colspan rowspan".split())
+_SAFE_SCHEMES = frozenset(("http", "https", "mailto", "attachment"))
+_SAFE_IMAGES = ("data:image/png;", "data:image/jpeg;", "data:image/gif;")
+
+
+class _Unsafe(HTMLParser):
+    """Collects what in rendered HTML could run or load code: other tags, event handlers and
+    style, links to other schemes (attribute values as a browser reads them: entities decoded,
+    blanks and control characters dropped)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in _SAFE_TAGS:
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            if name not in _SAFE_ATTRS:
+                self.found.append(f"{tag}[{name}]")
+            elif name in ("href", "src"):
+                url = re.sub(r"[\x00-\x20]", "", value or "").lower()
+                scheme = re.match(r"([a-z][a-z0-9+.-]*):", url)
+                image = name == "src" and url.startswith(_SAFE_IMAGES)     # an attachment, embedded
+                if scheme and scheme.group(1) not in _SAFE_SCHEMES and not image:
+                    self.found.append(f"{name}={scheme.group(1)}:")
+
+    handle_startendtag = handle_starttag
+
+
+def _unsafe_markdown(cell) -> list[str]:
+    """What the cell renders to, as formgrader renders it (nbconvert's HTMLExporter.markdown2html,
+    with the cell's attachments), that could run; a cell nbconvert cannot render (a missing
+    attachment would fail formgrader's page) counts too."""
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+    renderer = IPythonRenderer(escape=False, attachments=dict(cell.get("attachments") or {}))
+    try:
+        html = MarkdownWithMath(renderer=renderer).render(cell.source)
+    except Exception as err:  # noqa: BLE001 - whatever nbconvert refuses, formgrader would too
+        return [f"markup nbconvert cannot render ({type(err).__name__})"]
+    check = _Unsafe()
+    check.feed(html)
+    check.close()
+    return check.found
+
+
+def _as_text(source: str, found: list[str]) -> str:
+    """A markdown cell shown as text: the student's source in a fence no line of it can close."""
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", source)), default=0))
+    held = ", ".join(f"`{f}`" for f in sorted(set(found))[:5])      # code spans: shown, not run
+    return (f"*[The grader shows this cell as text: it held {held}, "
+            f"which could run in a browser.]*\n\n{fence}text\n{source}\n{fence}")
+
+
 def inert_markup(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student's own markup made inert before anyone's browser renders the graded notebook
-    (formgrader's template renders markdown without its sanitizer): a markdown cell that is not
-    one of the release's goes through nbconvert's own sanitizer (bleach, as `sanitize_html` uses:
-    <script>, event handlers, <img>, <iframe> ... are escaped to text); a raw cell loses the
-    format that would make a renderer paste it in as HTML. Outputs are handled by the kernel
-    reader (grader/kernel.py). Changes only cells with markup; returns `nb`."""
-    from nbconvert.filters import clean_html
+    (formgrader's template renders markdown with no sanitizer): a markdown cell that is not one of
+    the release's is rendered as formgrader renders it, and if that gives anything but plain
+    markup (a script, an event handler, an iframe, a `javascript:` link ...: `_Unsafe`), the cell
+    becomes its own source shown as text, with a note. A raw cell loses the format that would make
+    a renderer paste it in as HTML. Outputs are handled by the kernel reader (grader/kernel.py).
+    Returns `nb`."""
     ours = {c.source for c in release.cells if c.cell_type == "markdown"}
     for cell in nb.cells:
-        if cell.cell_type == "markdown" and cell.source not in ours and "<" in cell.source:
-            cell.source = clean_html(cell.source)
+        if cell.cell_type == "markdown" and cell.source not in ours:
+            found = _unsafe_markdown(cell)
+            if found:
+                cell.source = _as_text(cell.source, found)
+                cell.pop("attachments", None)
         elif cell.cell_type == "raw":
             for key in ("format", "raw_mimetype"):
                 cell.metadata.pop(key, None)

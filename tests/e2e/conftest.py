@@ -306,7 +306,8 @@ def hostile_notebook() -> nbformat.NotebookNode:
         f"display(HTML({img('html')!r}))\n"
         f"display(Javascript(\"document.title = '{XSS_MARK}-js'; fetch('/leak-js')\"))"))
     nb.cells.append(nbformat.v4.new_markdown_cell(
-        f"An innocent remark. {img('markdown')} <script>document.title='{XSS_MARK}-script'; fetch('/leak-script')</script>"))
+        f"An innocent remark. {img('markdown')} <script>document.title='{XSS_MARK}-script'; fetch('/leak-script')</script> "
+        f"[a link](javascript:document.title='{XSS_MARK}-link')"))
     raw = nbformat.v4.new_raw_cell(img("raw"))
     raw.metadata["raw_mimetype"] = "text/html"
     raw.metadata["format"] = "text/html"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import stat
 
@@ -239,19 +240,44 @@ def test_metadata_validation_still_rejects_corrupt_metadata():
         MetadataValidator().validate_nb(nb)
 
 
-def test_student_markup_is_made_inert_and_the_releases_is_kept():
-    """Formgrader renders markdown without a sanitizer: a student's markdown with a script or an
-    event handler, or a raw cell marked as HTML, must reach no one's browser as markup."""
+def _rendered(source: str) -> str:
+    from nbconvert.filters import markdown2html
+    return markdown2html(source)
+
+
+@pytest.mark.parametrize("evil", [
+    'Hi <img src=x onerror="alert(1)"> **bold**',
+    "<script>alert(2)</script>",
+    "[click](javascript:alert(1))",
+    "[click](&#106;avascript:alert(1))",
+    '<a href="JaVa&#x09;script:alert(1)">x</a>',
+    '<iframe src="https://example.org"></iframe>',
+    '<svg><circle onload="alert(1)"/></svg>',
+    "```\nfences too: ``` <img src=x onerror=alert(1)>\n```\n<img src=y onerror=alert(2)>",
+    "![missing](attachment:nowhere.png)",      # nbconvert cannot render it: formgrader's page would fail
+])
+def test_a_students_active_markdown_is_shown_as_text(evil):
+    """Formgrader renders markdown without a sanitizer: whatever a student's markdown renders to
+    that could run (a script, a handler, a javascript: link, an iframe) makes the cell text."""
     release = submissions.untouched("01_cross_correlation")
     nb = copy.deepcopy(release)
-    evil = nbformat.v4.new_markdown_cell('Hi <img src=x onerror="alert(1)"> <script>alert(2)</script> **bold**')
-    plain = nbformat.v4.new_markdown_cell("no tags, **bold**")
+    nb.cells.append(nbformat.v4.new_markdown_cell(evil))
+    cell = integrity.inert_markup(nb, release).cells[-1]
+    html = _rendered(cell.source)
+    assert "shows this cell as text" in cell.source and evil in cell.source   # nothing of it lost
+    assert not re.search(r"<(script|img|iframe|svg)\b|<a [^>]*href=\"(?!http)", html), html
+
+
+def test_plain_markdown_and_the_releases_cells_are_kept():
+    release = submissions.untouched("01_cross_correlation")
+    nb = copy.deepcopy(release)
+    fine = ("# A heading\n\n**bold**, $x^2$, a [link](https://pytorch.org), ![a plot](attachment:p.png), "
+            "a < b, <b>bold</b>\n\n| a | b |\n|---|---|\n| 1 | 2 |")
+    png = {"image/png": "iVBORw0KGgo="}
     raw = nbformat.v4.new_raw_cell('<img src=x onerror="alert(3)">')
     raw.metadata.update({"format": "text/html", "raw_mimetype": "text/html"})
-    nb.cells += [evil, plain, raw]
+    nb.cells += [nbformat.v4.new_markdown_cell(fine, attachments={"p.png": png}), raw]
     out = integrity.inert_markup(nb, release)
-    assert "<img" not in evil.source and "<script" not in evil.source and "**bold**" in evil.source
-    assert "&lt;script&gt;" in evil.source                    # shown as text, not dropped
-    assert plain.source == "no tags, **bold**"
+    assert out.cells[-2].source == fine
     assert "format" not in raw.metadata and "raw_mimetype" not in raw.metadata
     assert [c.source for c in out.cells[:len(release.cells)]] == [c.source for c in release.cells]
