@@ -56,6 +56,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -149,6 +150,7 @@ class Job:
     nb: nbformat.NotebookNode | None = None
     findings: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)   # the grader's own work on it (main thread)
+    hidden_failed: set = field(default_factory=set)   # grade ids failed in a hidden part (Examination)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +420,11 @@ def _size(n: int) -> str:
 # ---------------------------------------------------------------------------------------------
 # recording (main thread)
 
-def _cell_results(nb) -> list[dict]:
+def _cell_results(nb, hidden_failed: set = frozenset()) -> list[dict]:
+    """Each graded cell's score and failure message (for the instructor: cells.csv, formgrader),
+    and the message the student may see (`public_message`: for a failure in a hidden part, only
+    that a hidden check failed and the mistake it names, never its inputs, expected values or
+    the student's own message)."""
     rows = []
     for cell in nb.cells:
         md = cell.metadata.get("nbgrader", {})
@@ -432,9 +438,24 @@ def _cell_results(nb) -> list[dict]:
                 break
             if o.output_type == "stream" and o.name == "stderr":
                 message = f"wrote to stderr: {o.text[:500]}"
+        public = hidden_message(message) if md["grade_id"] in hidden_failed else message
         rows.append({"grade_id": md["grade_id"], "score": float(score or 0), "max_score": float(max_score),
-                     "passed": bool(score is not None and score >= max_score), "message": message})
+                     "passed": bool(score is not None and score >= max_score), "message": message,
+                     "public_message": public})
     return rows
+
+
+NAMED_MISTAKE = re.compile(r"it matches what you get if you (.{1,300}?)\.$", re.S)
+
+
+def hidden_message(message: str) -> str:
+    """What a student is told of a failure in a hidden part: that it failed, and the mistake the
+    check named (convlab.expect_close / expect_equal: "... it matches what you get if you X."),
+    if it named one; the rest (inputs, expected values, their own exception) stays hidden."""
+    named = NAMED_MISTAKE.search(message)
+    if named and message.startswith("AssertionError:"):
+        return f"A hidden check failed: your answer matches what you get if you {named.group(1)}."
+    return "A hidden check failed (its inputs and message are not shown)."
 
 
 def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Options, max_scores: dict) -> dict:
@@ -442,7 +463,7 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
     error (`died == "grader"`) goes to neither the gradebook nor the autograded notebooks, and its
     result file is never reused. If saving fails, the submission gets status `error` (the
     grader's failure) and the run goes on."""
-    cells = _cell_results(job.nb) if job.nb is not None and died != "grader" else []
+    cells = _cell_results(job.nb, job.hidden_failed) if job.nb is not None and died != "grader" else []
     if job.status in ("invalid", "missing", "error"):
         status = job.status
     elif died:

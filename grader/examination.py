@@ -27,6 +27,7 @@ import builtins
 import functools
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -97,6 +98,26 @@ def _wanted(sources: tuple[str, ...], imports: tuple[str, ...]) -> tuple[str, ..
     return tuple(sorted(used - bound))
 
 
+HIDDEN_PART = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[^\n]*\n(.*?)^[ \t]*### END HIDDEN TESTS[^\n]*(?:\n|$)",
+                         re.S | re.M)
+
+
+def steps(source: str) -> list[tuple[str, bool]]:
+    """A test cell as the examiner runs it: (code, hidden) parts in order, split at nbgrader's
+    hidden-test markers, so that a failure can be told to come from a hidden part (whose inputs,
+    expected values and messages the student's feedback never shows). The parts run one after the
+    other in one namespace and stop at the first failure, which scores the cell as one run would.
+    One part, hidden if the cell has hidden tests, when a part would not run on its own."""
+    parts, at = [], 0
+    for m in HIDDEN_PART.finditer(source):
+        parts += [(source[at:m.start()], False), (m.group(1), True)]
+        at = m.end()
+    parts = [(code, hidden) for code, hidden in parts + [(source[at:], False)] if code.strip()]
+    if len(parts) > 1 and any(integrity.parse_cell(code) is None for code, _ in parts):
+        return [(source, any(hidden for _, hidden in parts))]
+    return parts or [(source, False)]
+
+
 class Examination:
     """The two kernels of one submission and the cells between them."""
 
@@ -111,6 +132,7 @@ class Examination:
         self.position = 0
         self.bound: Reply | None = None      # the last bind, valid until a student cell runs
         self.student_died: KernelDied | None = None
+        self.hidden_failed: set[str] = job.hidden_failed     # test cells that failed in a hidden part
         self.timings = {**student.timings, "examiner_start": examiner.timings.get("kernel_start", 0.0)
                         + examiner.timings.get("imports", 0.0),
                         "student": 0.0, "examiner": 0.0, "round_trips": 0.0, "calls": 0}
@@ -157,13 +179,17 @@ class Examination:
             outputs.append(_error(bind.ename or "GraderError", f"the grader could not reach the student's "
                                   f"names, so this cell was not run: {bind.evalue}"))
         else:
-            reply = self.examiner.run(cell.source, deadline=self.deadline, budget=self.budget,
-                                      on_input=self.relay)
-            outputs.extend(reply.outputs)
-            if integrity.is_test(cell):
-                cell.execution_count = reply.execution_count
-            if reply.status != "ok" and not any(o.output_type == "error" for o in outputs):
-                outputs.append(_error(reply.ename or "Error", reply.evalue))
+            for code, hidden in (steps(cell.source) if integrity.is_test(cell) else [(cell.source, False)]):
+                reply = self.examiner.run(code, deadline=self.deadline, budget=self.budget, on_input=self.relay)
+                outputs.extend(reply.outputs)
+                if integrity.is_test(cell):
+                    cell.execution_count = reply.execution_count
+                if reply.status != "ok" and not any(o.output_type == "error" for o in outputs):
+                    outputs.append(_error(reply.ename or "Error", reply.evalue))
+                if reply.status != "ok":
+                    if hidden:
+                        self.hidden_failed.add(cell.metadata["nbgrader"]["grade_id"])
+                    break
         self.timings["examiner"] += time.monotonic() - t - (self.timings["round_trips"] - relayed)
 
     # -- proxy calls -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`python -m grader feedback`: one HTML page per student × assignment from the autograde results.
 
 Each test shows its points, pass/fail, the failure message (exception type and message only,
-never a traceback, which would quote hidden test lines) and the test's VISIBLE source, taken from
+never a traceback, which would quote hidden test lines; for a failure in a hidden part only that
+a hidden check failed and the mistake it named: `public_message`) and the test's VISIBLE source, taken from
 the student version (notebooks/), where nbgrader has already removed the hidden tests; anything
 between `### BEGIN HIDDEN TESTS` and `### END HIDDEN TESTS` is removed again for safety.
 """
@@ -59,7 +60,7 @@ def render(result: dict, tests: dict[str, str]) -> str:
         rows.append(
             f"<tr class={'pass' if ok else 'fail'}><td><code>{e(cell['grade_id'])}</code></td>"
             f"<td>{cell['score']:g} / {cell['max_score']:g}</td><td>{'passed' if ok else 'failed'}</td>"
-            f"<td>{e(cell['message'])}</td>"
+            f"<td>{e(cell.get('public_message', cell['message']))}</td>"
             f"<td><details><summary>test</summary><pre>{e(source)}</pre></details></td></tr>")
     notes = "".join(f"<li>{e(m)}</li>" for m in result.get("messages", []))
     return f"""<!doctype html>
