@@ -15,9 +15,12 @@ Unix socket the grader listens on (length-prefixed JSON frames, grader/shell.py)
   interrupting or killing it when a call hangs.
 
 A student kernel's frames are the student's data: its code can write anything to the socket.
-Each frame is parsed as JSON (a frame that is not a JSON object ends the kernel: "crashed"),
-outputs are counted against the flood limit and capped, and a reply or answer is taken only
-where one is due (the examiner checks each answer's call id). No active content crosses: a
+Each frame is parsed as JSON (a frame that is not a UTF-8 JSON object, or is nested more than
+MAX_DEPTH deep, ends the kernel: "crashed", saying what was refused), every string in it has its
+lone surrogates (which UTF-8 cannot encode, so no notebook could be written with them) replaced
+by U+FFFD (`repair_surrogates`), outputs are counted against the flood limit and capped, an output
+nbformat would reject is dropped with a note, and a reply or answer is taken only where one is
+due (the examiner checks each answer's call id). No active content crosses: a
 display or result keeps only text/plain and PNG/JPEG images (base64, with a numeric width and
 height), since formgrader and nbconvert render the graded notebook in the instructor's browser;
 HTML, JavaScript, SVG, Markdown, LaTeX, widgets and any other type are dropped and named in a
@@ -33,9 +36,10 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
-from nbformat.v4 import output_from_msg
+from nbformat import ValidationError
+from nbformat.v4 import new_output, output_from_msg
 
 from .sandbox import Limits, SandboxedKernel, start_shell, tree_pids
 
@@ -54,7 +58,10 @@ OUTPUTS = ("stream", "display_data", "execute_result", "error")
 # nbconvert, JupyterLab) would run or render as markup; the rest is named in a note.
 KEPT_MIME = ("text/plain", "image/png", "image/jpeg")
 NOT_KEPT = "[{types} output not kept: graded notebooks keep text and images only]"
+REJECTED = "[{kind} output not kept: not a valid notebook output ({reason})]"
 _BASE64 = re.compile(r"[A-Za-z0-9+/\n\r ]*(?:=[\n\r ]*){0,2}")
+MAX_DEPTH = 64                   # a frame nested deeper ends the kernel (the grader's frames: 5)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 WARM_PREAMBLE = """
 def _convlab_warm():
@@ -66,6 +73,10 @@ def _convlab_warm():
     import matplotlib.pyplot, convlab
 _convlab_warm(); del _convlab_warm
 """
+
+class TooDeep(ValueError):
+    """Data nested deeper than allowed (`repair_surrogates`)."""
+
 
 class CallTimeout(Exception):
     """A call did not answer before its own deadline (the kernel was not killed)."""
@@ -203,14 +214,24 @@ class Shell:
                 raise KernelDied("crashed", f"{self.what} closed its socket")
 
     def _parse(self, frame: bytes) -> dict:
+        """A frame as a JSON object, nested at most MAX_DEPTH deep, its lone surrogates repaired;
+        anything else ends the process (KernelDied "crashed", saying what was refused)."""
         try:
-            msg = json.loads(frame)
-        except ValueError:
+            msg = json.loads(frame.decode("utf-8"))
+            if isinstance(msg, dict):       # (a few values in an honest frame: ~2 us)
+                repair_surrogates(msg, MAX_DEPTH)
+        except (RecursionError, TooDeep):   # (RecursionError: json's own limit, ~1000 deep)
+            self._refuse(f"a message nested more than {MAX_DEPTH} deep")
+        except ValueError:                  # (not UTF-8 too: UnicodeDecodeError)
             msg = None
         if not isinstance(msg, dict):
-            self.process.kill("crashed")
-            raise KernelDied("crashed", f"{self.what} sent a message that is not a JSON object")
+            self._refuse("a message that is not a JSON object")
         return msg
+
+    def _refuse(self, what: str) -> NoReturn:
+        """End the process for a frame the grader will not read (KernelDied "crashed")."""
+        self.process.kill("crashed")
+        raise KernelDied("crashed", f"{self.what} sent {what}")
 
     # -- cells -------------------------------------------------------------------------------
     def run(self, code: str, *, deadline: float, user_expressions: dict | None = None,
@@ -399,7 +420,7 @@ def _reply(msg: dict, outputs: list) -> Reply:
     return Reply(status=text("status") or "error", outputs=outputs,
                  user_expressions=expressions if isinstance(expressions, dict) else {},
                  ename=text("ename"), evalue=text("evalue"),
-                 execution_count=count if type(count) is int else None)
+                 execution_count=count if type(count) is int and count >= 0 else None)
 
 
 def _output(mtype: str, content: dict):
@@ -421,7 +442,10 @@ def _output(mtype: str, content: dict):
             content = {**content, **dict(zip(("data", "metadata"), _inert(data, metadata)))}
     if not ok:
         return None
-    return output_from_msg({"header": {"msg_type": mtype}, "content": content})
+    try:
+        return output_from_msg({"header": {"msg_type": mtype}, "content": content})
+    except ValidationError as err:              # e.g. a negative execution_count
+        return new_output("stream", name="stdout", text=REJECTED.format(kind=mtype, reason=str(err.message)[:200]))
 
 
 def _inert(data: dict, metadata: dict) -> tuple[dict, dict]:
@@ -462,19 +486,46 @@ def _not_kept(dropped: list[str]) -> str:
     return NOT_KEPT.format(types=", ".join(names))
 
 
+def repair_surrogates(value: object, max_depth: int | None = None) -> object:
+    """`value` (JSON data: dicts, lists, strings, numbers) with every lone surrogate in its strings
+    and keys replaced by U+FFFD, in place; a string is returned repaired. TooDeep if it is nested
+    more than `max_depth` deep (None: any depth). No recursion: any depth is walked."""
+    if isinstance(value, str):
+        return _repaired(value)
+    pending = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if max_depth is not None and depth > max_depth:
+            raise TooDeep(f"nested more than {max_depth} deep")
+        if isinstance(node, dict):
+            for key in [k for k in node if isinstance(k, str) and not k.isascii() and _SURROGATE.search(k)]:
+                node[_repaired(key)] = node.pop(key)
+            items = node.items()
+        else:
+            items = enumerate(node)
+        for key, item in list(items):
+            if isinstance(item, str):
+                if not item.isascii():
+                    node[key] = _repaired(item)
+            elif isinstance(item, (dict, list)):
+                pending.append((item, depth + 1))
+    return value
+
+
+def _repaired(text: str) -> str:
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
 def _truncation_note():
-    from nbformat.v4 import new_output
     return new_output("stream", name="stdout", text=TRUNCATED)
 
 
 def _small_error(content: dict):
-    from nbformat.v4 import new_output
     return new_output("error", ename=str(content.get("ename", ""))[:200],
                       evalue=str(content.get("evalue", ""))[:2000], traceback=[])
 
 
 def _truncate(out, room: int):
-    from nbformat.v4 import new_output
     if out.output_type == "stream":
         return new_output("stream", name=out.name, text=out.text[:room] + TRUNCATED)
     if out.output_type == "error":
