@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"""
 The cycle: as {INSTRUCTOR}, Nbgrader > Formgrader: Generate and Release 01_cross_correlation.
 As a student: Nbgrader > Assignment List: Fetch, open, work, Validate, Submit.
-As {INSTRUCTOR}, in a terminal:  {local.hub_python()} {local.GRADE} 01_cross_correlation
+As {INSTRUCTOR}, in a terminal:  convlab-grade 01_cross_correlation
 (collect, autograde with our grader, release feedback); formgrader shows the scores; students
 click Fetch Feedback. Ctrl-C stops the hub and removes the demo accounts.
 """, flush=True)

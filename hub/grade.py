@@ -7,7 +7,8 @@ Run it as the instructor (in a JupyterLab terminal on the hub), with the course'
 staff copy the hub runs (hub/runtime.py). The course folder is ~/convlab (--course to change), the
 one formgrader shows; the nbgrader config is hub/jupyter/instructor (the instructor's server's):
 
-1. `nbgrader collect ASSIGNMENT`: the exchange's latest submissions into submitted/, laid out
+1. `nbgrader collect --update ASSIGNMENT`: the exchange's latest submissions into submitted/ (a
+   resubmission, or late work, replaces what an earlier run collected), laid out
    <student>/<assignment>/<assignment>.ipynb, exactly what `python -m grader autograde` reads;
    only entries that are what they claim (hub/exchange.py: the student's own, plain files, handed
    in when their timestamp says); the others are named in the log and not collected;
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("assignment", help="e.g. 01_cross_correlation (a folder of solutions/)")
     parser.add_argument("--course", type=Path, default=Path("~/convlab").expanduser(),
                         help="the instructor's course folder (default: ~/convlab)")
+    parser.add_argument("--student", action="append", default=[], metavar="ID",
+                        help="collect only this student's submission (repeatable); the others keep theirs, "
+                             "and their results are reused (they are keyed by content)")
     parser.add_argument("--no-collect", action="store_true", help="grade what submitted/ already holds")
     parser.add_argument("--no-release", action="store_true", help="write feedback but do not release it")
     parser.add_argument("autograde_args", nargs=argparse.REMAINDER,
@@ -85,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     extra = [a for a in args.autograde_args if a != "--"]
 
-    if not args.no_collect:
-        run([py, "-m", "nbgrader", "collect", args.assignment, *where], cwd=course)
+    if not args.no_collect:   # --update: a submission newer than the one collected replaces it
+        for who in args.student or [None]:
+            run([py, "-m", "nbgrader", "collect", args.assignment, "--update", *where,
+                 *([f"--student={who}"] if who else [])], cwd=course)
     if not (course / "submitted").is_dir():
         raise SystemExit(f"error: {course}/submitted does not exist: nothing was collected yet")
     run([py, "-m", "grader", "autograde", str(course / "submitted"), "--assignment", args.assignment,

@@ -28,7 +28,6 @@ HUB = Path(__file__).resolve().parent
 ROOT = HUB.parent
 STAFF = runtime.staff_dir()                   # the hub runs from the installed course (hub/runtime.py)
 CONFIG = STAFF / "hub" / "jupyterhub_config.py"
-GRADE = STAFF / "hub" / "grade.py"
 
 
 def hub_python() -> Path:

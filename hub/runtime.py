@@ -42,7 +42,7 @@ STAFF_GROUP = "convlab-staff"
 PROBE_USER = "nobody"
 SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 # what of the clone the staff copy leaves out besides what git ignores (.venv, results, ...)
-NOT_STAFF = (".git", ".ci")
+NOT_STAFF = (".git", ".ci", "tests")
 
 
 def python(runtime: Path = RUNTIME) -> Path:
@@ -169,6 +169,10 @@ def _refresh_course(runtime: Path) -> None:
     jupyter = runtime / "jupyter" / "student"
     shutil.rmtree(jupyter, ignore_errors=True)
     shutil.copytree(ROOT / "hub" / "jupyter" / "student", jupyter, ignore=shutil.ignore_patterns("__pycache__"))
+    grade = runtime / "python" / "bin" / "convlab-grade"     # the instructors' command (on their PATH)
+    grade.write_text(f"#!/bin/sh\n# The instructor's grading step on the class hub: {staff_dir(runtime)}/hub/grade.py\n"
+                     f"exec {python(runtime)} {staff_dir(runtime) / 'hub' / 'grade.py'} \"$@\"\n")
+    grade.chmod(0o755)
     data = runtime / "data"
     if not data.exists():
         _link_tree(ROOT / "data", data)

@@ -34,6 +34,7 @@ ASSIGNMENT = "01_cross_correlation"
 EXPLORER = "04_padding_and_stride"
 ARTIFACTS = ROOT / "tests" / "e2e" / "artifacts"
 HALF_SOLVED = ("corr2d_impl", "convolve2d_impl")   # the exercises the half-solved student answered
+GRADE_COMMAND = f"convlab-grade {ASSIGNMENT}"        # as hub/README.md gives it
 
 
 def pytest_configure(config):
@@ -268,9 +269,9 @@ def graded_class(classroom, artifacts) -> GradedClass:
         _ok(room.call(student, "POST", "/assignments/submit", form, form=True), f"{student}: submit")
     seconds["fetch+submit"] = time.monotonic() - t0
 
-    # instructor: collect, autograde with our grader, release feedback (one command, in a terminal)
-    python = local.hub_python()
-    log = run_in_terminal(room, inst, f"cd ~ && {python} {local.GRADE} {ASSIGNMENT}")
+    # instructor: collect, autograde with our grader, release feedback: hub/README's command, typed
+    # as written into a terminal (whose PATH must be the course's)
+    log = run_in_terminal(room, inst, GRADE_COMMAND)
     (artifacts / "grade.log").write_text(log)
     seconds["collect+autograde+feedback"] = time.monotonic() - t0
 
@@ -346,6 +347,25 @@ def hostile_round(classroom, graded_class, artifacts) -> HostileRound:
         f'mkdir "$L" && cp ~/{ASSIGNMENT}/{ASSIGNMENT}.ipynb "$L/" && ln -s {solution} "$L/notes.txt" '
         '&& printf %s "$TS" > "$L/timestamp.txt"')
     run_in_terminal(room, attacker, plant)
-    log = run_in_terminal(room, room.instructor, f"cd ~ && {local.hub_python()} {local.GRADE} {ASSIGNMENT}")
+    log = run_in_terminal(room, room.instructor, GRADE_COMMAND)
     (artifacts / "grade-hostile-round.log").write_text(log)
     return HostileRound(attacker, learner, log)
+
+
+@dataclass
+class Resubmission:
+    student: str
+    grade_log: str
+
+
+@pytest.fixture(scope="session")
+def resubmission(classroom, hostile_round) -> Resubmission:
+    """After the hostile round was graded, the attacker hands in again (the half-solved notebook),
+    and the instructor runs the grading command once more."""
+    room, student = classroom, hostile_round.attacker
+    form = {"course_id": "convlab", "assignment_id": ASSIGNMENT}
+    room.call(student, "PUT", f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
+              {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(half_solved()))})
+    _ok(room.call(student, "POST", "/assignments/submit", form, form=True), f"{student}: submit again")
+    log = run_in_terminal(room, room.instructor, GRADE_COMMAND)
+    return Resubmission(student, log)

@@ -63,7 +63,7 @@ SWITCHED_OFF = {
 def _switched_off(self, *args, **kwargs):
     from nbgrader.converters.base import NbGraderException
     message = (f"On the convlab hub, {SWITCHED_OFF[type(self).__name__]}. Use the course's sandboxed "
-               f"grader instead, in a terminal: python {GRADE} ASSIGNMENT (collect, autograde, feedback "
+               f"grader instead, in a terminal: convlab-grade ASSIGNMENT ({GRADE}: collect, autograde, feedback "
                "without hidden tests, release; formgrader then shows the scores).")
     self.log.error(message)
     raise NbGraderException(message)
