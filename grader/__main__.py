@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the --out folder of `autograde` (default: grader/)")
     p.add_argument("--dest", type=Path, default=None,
                    help="where <student>/<assignment>.html go (default: OUT/feedback)")
+    p.add_argument("--db-url", default=None,
+                   help="the gradebook: pages show its final scores, manual grades, comments, late penalty")
     return parser
 
 
@@ -120,7 +122,7 @@ def _autograde(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def _feedback(args: argparse.Namespace) -> int:
     try:
-        written, skipped = feedback.write_feedback(args.out, args.dest)
+        written, skipped = feedback.write_feedback(args.out, args.dest, args.db_url)
     except feedback.NoResults as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_CANNOT_RUN

@@ -15,8 +15,9 @@ one formgrader shows; the nbgrader config is hub/jupyter/instructor (the instruc
 2. `python -m grader autograde submitted --assignment ASSIGNMENT --out COURSE`: sandboxed grading;
    it updates COURSE/gradebook.db as `nbgrader autograde` would and writes the executed notebooks
    to COURSE/autograded/ (nbgrader's folder, so formgrader opens them), grades.csv and cells.csv;
-3. `python -m grader feedback`: one page per student (scores and failure messages, visible tests
-   only, never hidden test text), put where nbgrader expects it
+3. `python -m grader feedback`: one page per student (the gradebook's final scores with manual
+   grades, comments and late penalties; failure messages, visible tests only, never hidden test
+   text), put where nbgrader expects it
    (feedback/<student>/<assignment>/<assignment>.html with the submission's timestamp and secret),
    then `nbgrader release_feedback ASSIGNMENT`; students get it with *Fetch Feedback*.
 """
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
          "--config-dir", str(CONFIG), "--db-url", f"sqlite:///{course / 'gradebook.db'}", "--out", str(course),
          "--no-progress", *extra], cwd=ROOT)
     with tempfile.TemporaryDirectory() as tmp:
-        run([py, "-m", "grader", "feedback", "--out", str(course), "--dest", tmp], cwd=ROOT)
+        run([py, "-m", "grader", "feedback", "--out", str(course), "--dest", tmp,
+             "--db-url", f"sqlite:///{course / 'gradebook.db'}"], cwd=ROOT)
         placed = place_feedback(Path(tmp), course, args.assignment)
     print(f"feedback for {len(placed)} student(s) under {course / 'feedback'}")
     if not args.no_release and placed:

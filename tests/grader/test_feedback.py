@@ -71,3 +71,36 @@ def test_feedback_escapes_everything_a_student_controls(tmp_path):
         assert tag not in html, tag
     assert "&lt;script&gt;document.title=1&lt;/script&gt;.txt is a symbolic link" in html
     assert "&lt;svg onload=alert(4)&gt;" in html and "onerror=&quot;document.title=2&quot;" in html
+
+
+def test_the_page_shows_the_gradebooks_final_word(course_config, tmp_path):
+    """What instructors add in formgrader reaches the student: a manual grade replaces the
+    autograder's (and says so), their comment is shown, and so is nbgrader's late penalty."""
+    import shutil
+    from nbgrader.api import Gradebook
+    from grader.feedback import from_gradebook, render
+    db = tmp_path / "gradebook.db"
+    shutil.copyfile(course_config / "gradebook.db", db)
+    a, student = "01_cross_correlation", "reviewed<b>"
+    with Gradebook(f"sqlite:///{db}") as gb:
+        gb.update_or_create_student(student)
+        sub = gb.add_submission(a, student)
+        nb = gb.find_submission_notebook(a, a, student)
+        grade = next(g for g in nb.grades if g.name == "corr2d_worked_example")
+        grade.auto_score, grade.manual_score = 0.0, 1.0
+        comment = next(c for c in nb.comments)
+        comment.manual_comment = "Nice loop <script>x</script>"
+        nb.late_submission_penalty = 2.0
+        gb.db.commit()
+        total, most = float(sub.score), float(sub.max_score)
+    result = {"student_id": student, "assignment": a, "status": "graded", "score": 0.0, "max_score": most,
+              "messages": [], "cells": [{"grade_id": "corr2d_worked_example", "score": 0.0, "max_score": 1.0,
+                                         "passed": False, "message": "AssertionError: no", "public_message": "no"}]}
+    graded = from_gradebook(f"sqlite:///{db}", student, a)
+    page = render(result, {}, graded)
+    assert graded.cells["corr2d_worked_example"] == (1.0, True)
+    assert "1 / 1 <small>(set by your instructor)</small>" in page
+    assert "Nice loop &lt;script&gt;x&lt;/script&gt;" in page and "<script>" not in page
+    assert f"{total - 2:g} / {most:g} ({total:g}, less 2 for handing in late)" in page
+    assert from_gradebook(f"sqlite:///{db}", "nobody-here", a) is None
+    assert "set by your instructor" not in render(result, {})        # without the gradebook: as before
