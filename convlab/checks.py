@@ -16,21 +16,39 @@ from contextlib import contextmanager
 import torch
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["CONVOLUTIONS", "POOLING", "call_each", "expect_close", "expect_equal", "forbid_torch_functions",
+__all__ = ["AUTOGRAD", "CONVOLUTIONS", "POOLING", "call_each", "expect_close", "expect_equal", "forbid_torch_functions",
            "forbidden_now"]
 
-#: PyTorch's convolution functions (every route to them: F.conv2d, torch.conv2d, nn.Conv2d, ...).
-#: An exercise done "by hand" may not call them.
+#: PyTorch's convolution functions (every route to them: F.conv2d, torch.conv2d, nn.Conv2d, the raw
+#: operators under torch.ops.aten, their backward and the backends they dispatch to, torch.nn.grad's
+#: conv2d_weight/conv2d_input). An exercise done "by hand" may not call them.
 CONVOLUTIONS = frozenset({
-    "conv1d", "conv2d", "conv3d", "convolution", "_convolution",
+    "conv1d", "conv2d", "conv3d", "convolution", "_convolution", "_convolution_mode",
+    "convolution_overrideable", "convolution_backward", "convolution_backward_overrideable", "conv_tbc",
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "conv1d_input", "conv1d_weight", "conv2d_input", "conv2d_weight", "conv3d_input", "conv3d_weight",
+    "cudnn_convolution", "cudnn_convolution_transpose", "cudnn_convolution_relu", "cudnn_convolution_add_relu",
+    "miopen_convolution", "miopen_convolution_transpose", "miopen_depthwise_convolution",
+    "miopen_convolution_relu", "miopen_convolution_add_relu", "mkldnn_convolution", "_mps_convolution",
+    "_mps_convolution_transpose", "_nnpack_spatial_convolution", "_slow_conv2d_forward", "_slow_conv2d_backward",
+    "slow_conv3d", "slow_conv_dilated2d", "slow_conv_dilated3d", "slow_conv_transpose2d",
+    "slow_conv_transpose3d", "thnn_conv2d", "_conv_depthwise2d", "conv_depthwise3d",
 })
-#: PyTorch's pooling functions (F.max_pool2d, nn.MaxPool2d, F.avg_pool2d, ...).
+#: PyTorch's pooling functions (F.max_pool2d, nn.MaxPool2d, F.avg_pool2d, their raw operators, ...).
 POOLING = frozenset({
     "max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
     "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_max_pool1d",
-    "adaptive_max_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "lp_pool1d", "lp_pool2d",
-    "fractional_max_pool2d",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "fractional_max_pool2d", "fractional_max_pool3d", "mkldnn_max_pool2d", "mkldnn_max_pool3d",
+    "quantized_max_pool1d", "quantized_max_pool2d", "quantized_max_pool3d",
+})
+#: PyTorch's automatic differentiation, reverse and forward mode: Tensor.backward, torch.autograd.grad,
+#: torch.func's transforms, torch.autograd.functional, forward_ad's dual numbers (`_make_dual` is
+#: what jvp, jacfwd and linearize call). A block that forbids "backward" or "grad" forbids them all.
+AUTOGRAD = frozenset({
+    "backward", "grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "jacobian", "hessian", "hvp",
+    "vhp", "linearize", "make_dual", "unpack_dual", "_make_dual", "_unpack_dual",
 })
 
 # Taken at import time (before any student code runs), so reassigning `torch.allclose` and friends
@@ -189,7 +207,9 @@ def forbid_torch_functions(names: set[str] | frozenset[str], message: str) -> It
     """Within the block, calling a PyTorch function named in `names` raises AssertionError(message).
 
     It sees every route to the function (`F.conv2d`, `torch.conv2d`, `nn.Conv2d`, an alias
-    imported under another name), so a test can check that an exercise is done by hand.
+    imported under another name) in this thread, so a test can check that an exercise is done by
+    hand. Forbidding "backward" or "grad" forbids all of `AUTOGRAD` (forward mode too). When
+    grading, the grader also reads the code of the function called in the block (see the README).
 
     >>> with forbid_torch_functions({"conv2d"}, "compute it by hand"):
     ...     torch.nn.functional.conv2d(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1))
@@ -197,7 +217,7 @@ def forbid_torch_functions(names: set[str] | frozenset[str], message: str) -> It
     ...
     AssertionError: compute it by hand (it called torch.conv2d)
     """
-    rule = (frozenset(names), message)
+    rule = (_with_implied(frozenset(names)), message)
     _ACTIVE.append(rule)
     try:
         with _Forbid(*rule):
@@ -207,6 +227,11 @@ def forbid_torch_functions(names: set[str] | frozenset[str], message: str) -> It
 
 
 _ACTIVE: list[tuple[frozenset[str], str]] = []
+
+
+def _with_implied(names: frozenset[str]) -> frozenset[str]:
+    """`names`, and every route to autograd when it forbids "backward" or "grad"."""
+    return names | AUTOGRAD if names & {"backward", "grad"} else names
 
 
 def call_each(fn: Callable, calls: Iterable[tuple[tuple, dict]]) -> Iterator:
