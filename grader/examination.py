@@ -23,7 +23,6 @@ frame to the student kernel's shell and one answer frame back (grader/shell.py),
 from __future__ import annotations
 
 import ast
-import builtins
 import functools
 import json
 import os
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 
 from . import integrity
-from .course import SOLUTIONS
+from .course import SOLUTIONS, assignments, source_notebook
 from .kernel import CallTimeout, KernelDied, OutputBudget, Reply, Shell
 
 HERE = Path(__file__).parent
@@ -72,30 +71,66 @@ def is_instructor(cell) -> bool:
 
 
 def wanted_names(nb, imports: dict) -> list[str]:
-    """The names the instructor's cells use but never bind (the student's answers: corr2d, ...)."""
-    return list(_wanted(tuple(c.source for c in nb.cells if is_instructor(c)), tuple(sorted(imports))))
+    """The student's names, which the examiner binds to proxies: those the source notebook's
+    answer cells (nbgrader `solution: true` in solutions/<a>/<a>.ipynb) define at the top level
+    (def, class, assignment, import) and the instructor's cells (tests and read-only cells) use,
+    less the notebook's imports and what the instructor's cells bind themselves. Fail closed:
+    nothing a submission or a read-only cell does (a star import, a magic, an answer cell that
+    defines more) adds a name. `nb` (a graded notebook, or the source itself) only tells which
+    assignment it is, by its test cells; LookupError if it is none of the course's."""
+    answers = _answer_cells().get(frozenset(_test_ids(nb)))
+    if answers is None:
+        raise LookupError("the grader found no assignment with this notebook's test cells, so it cannot "
+                          "tell which names are the student's")
+    instructor = tuple(c.source for c in nb.cells if is_instructor(c))
+    return list(_wanted(instructor, answers, tuple(sorted(imports))))
+
+
+def _test_ids(nb) -> list[str]:
+    return [c.metadata["nbgrader"].get("grade_id") for c in nb.cells if integrity.is_test(c)]
+
+
+@functools.lru_cache(maxsize=1)
+def _answer_cells() -> dict[frozenset, tuple[str, ...]]:
+    """Each course assignment's answer cells (sources), by the grade ids of its test cells."""
+    import nbformat
+    out = {}
+    for a in assignments():
+        src = nbformat.read(source_notebook(a), as_version=4)
+        out[frozenset(_test_ids(src))] = tuple(c.source for c in src.cells if c.cell_type == "code"
+                                               and c.metadata.get("nbgrader", {}).get("solution"))
+    return out
 
 
 @functools.lru_cache(maxsize=64)
-def _wanted(sources: tuple[str, ...], imports: tuple[str, ...]) -> tuple[str, ...]:
-    """(the same instructor cells in every submission of an assignment: parsed once)"""
-    bound, used = set(imports) | set(dir(builtins)), set()
-    for source in sources:
+def _wanted(instructor: tuple[str, ...], answers: tuple[str, ...], imports: tuple[str, ...]) -> tuple[str, ...]:
+    """(the same cells in every submission of an assignment: parsed once)"""
+    defined, used, bound = set(), set(), set(imports)
+    for source in answers:
+        defined |= _top_level_names(integrity.parse_cell(source))
+    for source in instructor:
         tree = integrity.parse_cell(source)
-        if tree is None:
+        used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} if tree else set()
+        bound |= _top_level_names(tree)
+    return tuple(sorted((defined & used) - bound))
+
+
+def _top_level_names(tree: ast.Module | None) -> set[str]:
+    """The names a cell binds in the notebook's namespace (not inside its functions or classes)."""
+    names, stack = set(), list(tree.body) if tree is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                bound.add(node.name)
-            elif isinstance(node, ast.arg):
-                bound.add(node.arg)
-            elif isinstance(node, ast.ExceptHandler) and node.name:
-                bound.add(node.name)
-            elif isinstance(node, ast.alias):
-                bound.add((node.asname or node.name).split(".")[0])
-    return tuple(sorted(used - bound))
+        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            continue
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, ast.alias) and node.name != "*":
+            names.add((node.asname or node.name).split(".")[0])
+        stack.extend(ast.iter_child_nodes(node))
+    return names
 
 
 HIDDEN_PART = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[^\n]*\n(.*?)^[ \t]*### END HIDDEN TESTS[^\n]*(?:\n|$)",

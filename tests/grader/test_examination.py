@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from grader import examination, integrity
+from grader import examination, integrity, submissions
 from grader.course import assignments, source_notebook
 from grader.examination import EXTRA_FILES_LIMIT, Examination, is_instructor, wanted_names
 
@@ -58,6 +58,55 @@ def test_every_wanted_name_is_defined_by_an_answer_cell(assignment):
             defined |= {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     assert set(wanted_names(nb, integrity.notebook_imports(nb))) <= defined
     assert any(is_instructor(c) for c in nb.cells)
+
+
+WANTED = {
+    "01_cross_correlation": ["Conv2D", "convolve2d", "corr2d", "corr2d_multi_in", "corr2d_multi_in_out"],
+    "02_edge_detection": ["edge_magnitude", "horizontal_edge_kernel", "sobel_kernels"],
+    "03_learning_a_kernel": ["corr2d_backward", "train_kernel"],
+    "04_padding_and_stride": ["conv_output_size", "corr2d_strided", "same_padding"],
+    "05_max_pooling_cifar10": ["pool2d", "pool_output_size"],
+    "06_small_cnn": ["conv_output_size", "pool_output_size", "receptive_field", "shape_table"],
+}
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_the_students_names_are_the_answers_the_tests_use(assignment):
+    """Check the names bound to the student's objects, for the source notebook, the release and
+    a submission whose answer cells define more (the answers are read from the source alone)."""
+    nb = nbformat.read(source_notebook(assignment), as_version=4)
+    imports = integrity.notebook_imports(nb)
+    assert wanted_names(nb, imports) == WANTED[assignment]
+    submitted = submissions.solved(assignment)
+    for cell in submitted.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source += "\nexpect_close = gen = Xt = print\nfrom convlab import *\n"
+    assert wanted_names(submitted, imports) == wanted_names(submissions.untouched(assignment), imports) == WANTED[assignment]
+
+
+def _read_only(source: str, grade_id: str):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade": False, "solution": False, "locked": True, "grade_id": grade_id,
+                                 "schema_version": 3}
+    return cell
+
+
+def test_a_read_only_cell_hands_no_checker_to_the_student():
+    """Check that names a read-only cell gets by a star import or a magic (invisible to a parser)
+    and then uses are the examiner's own, never bound to the student's objects: the old rule
+    ("used but not bound by an instructor cell") handed them to the student."""
+    nb = nbformat.read(source_notebook(A), as_version=4)
+    imports = integrity.notebook_imports(nb)
+    nb.cells[1:1] = [_read_only("from convlab.checks import *\n%run instructor_helpers.py", "star_and_magic"),
+                     _read_only("expect_close(corr2d(X, K), X)\nassert_by_hand(Conv2D)\n", "uses_them")]
+    assert wanted_names(nb, imports) == WANTED[A]
+
+
+def test_the_students_names_fail_closed_for_a_notebook_of_no_assignment():
+    nb = nbformat.read(source_notebook(A), as_version=4)
+    nb.cells = [c for c in nb.cells if not integrity.is_test(c) or c.metadata.nbgrader.grade_id != "corr2d_by_hand"]
+    with pytest.raises(LookupError, match="no assignment"):
+        wanted_names(nb, integrity.notebook_imports(nb))
 
 
 def _tree(folder: Path) -> dict[str, str]:
