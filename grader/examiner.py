@@ -10,10 +10,9 @@ bound, before every instructor cell, to what the student kernel has under that n
 
 * data (tensors, numbers, strings, None, tuples/lists/dicts of these) as a local copy, decoded
   by grader/wire.py;
-* a function or class as a proxy: calling it sends the arguments (and the global RNG state, so
-  `torch.manual_seed(s)` before a call means the same as in one process) to the student kernel,
-  runs the student's code there, and brings the result back as data; tensor arguments the call
-  modified in place are updated here too;
+* a function or class as a proxy: calling it sends the arguments to the student kernel, runs the
+  student's code there, and brings the result back as data; tensor arguments the call modified in
+  place are updated here too;
 * an nn.Module instance as a local `RemoteModule` (a real nn.Module) holding local copies of its
   parameters: calling it sends them first, and autograd works through a vector-Jacobian round
   trip (`_Remote`: backward sends the upstream gradients, the student kernel returns the
@@ -21,9 +20,18 @@ bound, before every instructor cell, to what the student kernel has under that n
 * any other object as a `RemoteObject` (a class named like the student's, with no behaviour:
   attribute reads are forwarded, ==, bool, len and the rest are object's defaults).
 
+The global random-number generator: the student kernel keeps its own across calls (as one
+process would); a call carries the examiner's state only when the examiner's cells seeded the
+generator or drew from it since the previous call (so `torch.manual_seed(s)` before a call means
+what it says). The examiner never takes a state from the student's answer: its own draws are its
+own (the tests draw their inputs from generators of their own anyway).
+
 Every request carries a fresh call id that the answer must echo; an answer to another call, one
 that is not valid wire data, or an error the grader reports (a call over its time limit, a
-student kernel that died) raises in the test, which then fails with that message.
+student kernel that died) raises in the test, which then fails with that message. An exception
+of the student's code reaches the test as itself only if it is one a test may expect
+(`EXPECTED_ERRORS`); any other is a StudentCodeError naming it.
+
 
 "By hand" exercises: inside `convlab.forbid_torch_functions(names, message)`, a call is (a) run in
 the student kernel under the same mode (a learning aid there) and (b) checked here: the source of
@@ -32,6 +40,8 @@ must not mention a forbidden function (`F.conv2d`, `nn.Conv2d`, `max_pool2d`, ..
 code the grader cannot read (exec, eval, compile, __import__).
 """
 import ast
+import builtins
+import functools
 import json
 import re
 import secrets
@@ -40,17 +50,21 @@ import sys
 import torch
 
 wire = sys.modules["_convlab_wire"]
-BUILTIN_ERRORS = {c.__name__: c for c in (
-    ArithmeticError, AssertionError, AttributeError, EOFError, FloatingPointError, IndexError,
-    KeyError, LookupError, NameError, NotImplementedError, OverflowError, RecursionError,
-    RuntimeError, StopIteration, TypeError, UnboundLocalError, ValueError, ZeroDivisionError)}
+#: The exceptions of the student's code that reach a test as themselves: those the tests in
+#: solutions/ catch (NotImplementedError: an exercise not done; ValueError: an argument refused on
+#: purpose; RuntimeError, IndexError: a shape that does not fit) and TypeError (an argument of the
+#: wrong kind). Any other is a StudentCodeError: StopIteration would end a `for` over a `map`
+#: silently, RecursionError would pass for a RuntimeError, AssertionError for a test's own verdict.
+EXPECTED_ERRORS = {c.__name__: c for c in (IndexError, NotImplementedError, RuntimeError, TypeError, ValueError)}
+#: Reading an attribute may also raise AttributeError (hasattr and getattr(..., default) rely on it).
+ATTRIBUTE_ERRORS = {**EXPECTED_ERRORS, "AttributeError": AttributeError}
 DYNAMIC_CODE = {"exec", "eval", "compile", "__import__"}
 CALLS_PER_REQUEST = 100          # calls of a convlab.call_each sweep sent in one request
 
 
 class StudentCodeError(Exception):
-    """The student's code could not answer: it raised an exception that is not a builtin one,
-    ran out of time, killed its kernel, or answered with something that is not data."""
+    """The student's code could not answer: it raised an exception no test expects, ran out of
+    time, killed its kernel, or answered with something that is not data."""
 
 
 class Link:
@@ -59,8 +73,9 @@ class Link:
     def __init__(self, raw_input, sources):
         self.raw_input, self.sources = raw_input, sources
         self.index = None
+        self.rng_mark = _rng_mark()
 
-    def ask(self, request, what):
+    def ask(self, request, what, expected=EXPECTED_ERRORS):
         request["id"] = secrets.token_hex(8)
         outer = json.loads(self.raw_input(wire.dumps(request)))
         if outer.get("from") == "grader":
@@ -73,7 +88,7 @@ class Link:
             raise StudentCodeError(f"the student's kernel answered another request than {what} "
                                    "(its answer does not carry this call's id)")
         if answer.get("ok") is not True:
-            raise _student_exception(answer, what)
+            raise _student_exception(answer, what, expected)
         return answer
 
     def decode(self, data, what):
@@ -109,10 +124,9 @@ class Link:
         request = {"op": "call", "target": target, "args": [self.encode(a) for a in args],
                    "kwargs": [[self.encode(k), self.encode(v)] for k, v in kwargs.items()],
                    "params": [[n, wire.encode_tensor(p)] for n, p in params.items()],
-                   "graph": graph, **_state(forbid)}
+                   "graph": graph, **self.state(forbid)}
         answer = self.ask(request, what)
         try:
-            self._take_rng(answer.get("rng"), what)
             self._take_changes(answer.get("changed"), leaves, what)
         except StudentCodeError:
             raise
@@ -146,12 +160,11 @@ class Link:
             chunk = calls[start:start + CALLS_PER_REQUEST]
             request = {"op": "call_each", "target": target,
                        "calls": [[[self.encode(a) for a in args], [[self.encode(k), self.encode(v)] for k, v in kwargs.items()]]
-                                 for args, kwargs in chunk], **_state(forbid)}
+                                 for args, kwargs in chunk], **self.state(forbid)}
             answer = self.ask(request, what)
             got = answer.get("values")
             if not isinstance(got, list) or len(got) > len(chunk):
                 raise StudentCodeError(f"{what} answered a sweep of {len(chunk)} calls with a malformed message")
-            self._take_rng(answer.get("rng"), what)
             values += got
             if answer.get("error") is not None:
                 error = answer["error"]
@@ -160,17 +173,22 @@ class Link:
                 raise StudentCodeError(f"{what} answered {len(got)} of a sweep of {len(chunk)} calls")
         return _replay(values, error, self, name)
 
+    def state(self, forbid):
+        """What travels with a call: grad mode, the by-hand blocks, and the examiner's RNG state if
+        its cells seeded or drew from the global generator since the previous call (otherwise the
+        student kernel goes on with its own, as one process would)."""
+        out = {"grad_enabled": torch.is_grad_enabled(), "forbid": [[sorted(n), m] for n, m in forbid]}
+        mark = _rng_mark()
+        if mark[1] != self.rng_mark[1] or not torch.equal(mark[0], self.rng_mark[0]):
+            out["rng"] = wire.encode_tensor(mark[0])
+        self.rng_mark = mark
+        return out
+
     def encode(self, value):
         try:
             return wire.encode(value, _local_ref)
         except wire.WireError as err:
             raise TypeError(f"the grader cannot pass this argument to the student's code: {err}") from None
-
-    def _take_rng(self, data, what):
-        state = self.decode(data, what)
-        if type(state) is not torch.Tensor or state.dtype != torch.uint8 or state.shape != torch.get_rng_state().shape:
-            raise StudentCodeError(f"{what} answered without a valid random-number-generator state")
-        torch.set_rng_state(state)
 
     def _take_changes(self, changed, leaves, what):
         for i, data in changed if isinstance(changed, list) else []:
@@ -198,7 +216,7 @@ class Link:
         return [g.detach() if g is not None else None for g in got]
 
     def getattr(self, target, name, owner):
-        answer = self.ask({"op": "getattr", "target": target, "name": name}, f"{owner}.{name}")
+        answer = self.ask({"op": "getattr", "target": target, "name": name}, f"{owner}.{name}", ATTRIBUTE_ERRORS)
         return self.decode(answer.get("value"), f"{owner}.{name}")
 
     # -- "by hand" -----------------------------------------------------------------------------
@@ -227,19 +245,13 @@ class Link:
             todo.extend(calls)
 
 
-def _state(forbid):
-    """What travels with every call: the global RNG state, grad mode, the by-hand blocks."""
-    return {"rng": wire.encode_tensor(torch.get_rng_state()), "grad_enabled": torch.is_grad_enabled(),
-            "forbid": [[sorted(n), m] for n, m in forbid]}
-
-
 def _replay(encoded, error, link, name):
     """The results of a sweep, decoded one by one (so a malformed answer fails where it occurs),
     then the student agent's error answer, if any, as the exception in its place."""
     for data in encoded:
         yield link.decode(data, f"{name}(...)")
     if error is not None:
-        raise _student_exception(error if isinstance(error, dict) else {}, f"{name}(...)")
+        raise _student_exception(error if isinstance(error, dict) else {}, f"{name}(...)", EXPECTED_ERRORS)
 
 
 class _Remote(torch.autograd.Function):
@@ -342,17 +354,19 @@ class RemoteModule(torch.nn.Module):
             return d["_link"].getattr(d["_remote_id"], attr, d["_remote_name"])
 
 
-def _student_exception(answer, what):
-    """The local exception for an error the student's code raised."""
+def _student_exception(answer, what, expected):
+    """The local exception for an error the student's code raised: the exception itself if its
+    most derived builtin class is in `expected`, else a StudentCodeError naming it."""
     message = str(answer.get("message", ""))[:4000]
     error = _identifier(answer.get("error"))
     bases = answer.get("bases") if isinstance(answer.get("bases"), list) else []
-    for base in bases:
-        if isinstance(base, str) and base in BUILTIN_ERRORS:
-            return BUILTIN_ERRORS[base](message)
+    builtin = next((b for b in bases if isinstance(b, str) and isinstance(vars(builtins).get(b), type)
+                    and issubclass(vars(builtins)[b], BaseException)), None)
+    if builtin in expected:
+        return expected[builtin](message)
     if error == "WireError":
         return StudentCodeError(f"{what} returned something the grader cannot take as data: {message}")
-    if error in ("KeyboardInterrupt", "SystemExit"):
+    if builtin in ("KeyboardInterrupt", "SystemExit") or error in ("KeyboardInterrupt", "SystemExit"):
         return StudentCodeError(f"{what} was stopped ({error}{': ' + message if message else ''})")
     return StudentCodeError(f"{what} raised {error}: {message}")
 
@@ -365,6 +379,37 @@ def _identifier(name):
 def _forbidden_now():
     import convlab.checks
     return convlab.checks.forbidden_now()
+
+# -- the global RNG: the examiner's cells' seeding is counted ------------------------------------
+_SEEDINGS = [0]
+
+
+def _rng_mark():
+    """The examiner's global RNG state and how many times its cells have seeded it so far."""
+    return torch.get_rng_state(), _SEEDINGS[0]
+
+
+def _counted(fn):
+    @functools.wraps(fn)
+    def seeding(*args, **kwargs):
+        _SEEDINGS[0] += 1
+        return fn(*args, **kwargs)
+    seeding._convlab_counted = True
+    return seeding
+
+
+def watch_seeding():
+    """Count every seeding of the examiner's global generator (torch.manual_seed, torch.seed,
+    torch.set_rng_state, also as torch.random's), so that seeding it again with the same seed
+    before a call is carried to the student kernel although the state is the same as before."""
+    import torch.random
+    for name in ("manual_seed", "seed", "set_rng_state"):
+        fn = getattr(torch.random, name)
+        if not getattr(fn, "_convlab_counted", False):
+            fn = _counted(fn)
+        for module in (torch, torch.random):
+            setattr(module, name, fn)
+
 
 
 def _norm(name):
@@ -422,7 +467,7 @@ class Examiner:
         """Bind every wanted name to what the student kernel has under it (or unbind it)."""
         if not self.wanted:
             return
-        answer = self.link.ask({"op": "describe", "names": self.wanted}, "the student's names")
+        answer = self.link.ask({"op": "describe", "names": self.wanted}, "the student's names", expected={})
         found = self.link.decode(answer.get("value"), "the student's names")
         if not isinstance(found, dict):
             raise StudentCodeError("the student's kernel did not list its names")
@@ -439,5 +484,6 @@ class Examiner:
 
 
 def install(shell, imports, wanted, sources):
+    watch_seeding()
     torch.manual_seed(0)
     sys.modules["_convlab_examiner"] = Examiner(shell, imports, wanted, sources)

@@ -9,16 +9,18 @@ and judges like any answer; a student who rewrites this agent to return the righ
 computed the right numbers. Requests (one JSON object each, `id` echoed in the answer):
 
     describe {names}                       -> {name: value or ref} for the names that exist
-    call     {target, args, kwargs, params, rng, grad_enabled, graph, forbid}
-             -> {value, rng, changed}      (the call's result, the RNG state after it, the
-                                            arguments it modified in place)
-    call_each {target, calls, rng, grad_enabled, forbid}
-             -> {values, error, rng}       (a sweep of calls with plain-data arguments, made in
+    call     {target, args, kwargs, params, rng?, grad_enabled, graph, forbid}
+             -> {value, changed}           (the call's result, the arguments it modified in place)
+    call_each {target, calls, rng?, grad_enabled, forbid}
+             -> {values, error}            (a sweep of calls with plain-data arguments, made in
                                             order up to the first exception, which is `error`)
     getattr  {target, name}                -> value or ref
     backward {call, grads}                 -> the gradients of that call's inputs (a vector-Jacobian
                                               product through the graph the call kept)
 Errors answer {"ok": false, "error": <class name>, "bases": <builtin classes in its MRO>, "message"}.
+The global RNG is this kernel's own across calls (as in one process); a request carries `rng`
+only when the examiner's cells seeded it (or drew from theirs) since the previous call, and the
+call then starts from that state. No state is sent back: the examiner never takes one.
 """
 import contextlib
 import sys
@@ -91,8 +93,7 @@ class Agent:
         changed = [[i, wire.encode_tensor(t)] for i, (t, (b, g)) in enumerate(zip(leaves, before))
                    if t.requires_grad != g or t.shape != b.shape or t.dtype != b.dtype
                    or not torch.equal(t.detach(), b)]
-        return {"value": wire.encode(result, self.ref), "rng": wire.encode_tensor(torch.get_rng_state()),
-                "changed": changed}
+        return {"value": wire.encode(result, self.ref), "changed": changed}
 
     def op_call_each(self, request):
         """A sweep of calls of one function (no tensor arguments): the encoded results up to the
@@ -108,7 +109,7 @@ class Agent:
                 except Exception as err:  # noqa: BLE001 - the examiner raises it in its place
                     error = _error(err)
                     break
-        return {"values": values, "error": error, "rng": wire.encode_tensor(torch.get_rng_state())}
+        return {"values": values, "error": error}
 
     def _set_params(self, module, sent):
         """The examiner's copy of a module's parameters, written into the student's module."""
@@ -149,9 +150,10 @@ class Agent:
 
 @contextlib.contextmanager
 def _as_asked(request):
-    """Run the student's code in the state the examiner sent: its RNG state, its grad mode, and
-    under its `forbid_torch_functions` blocks."""
-    torch.set_rng_state(wire.decode(request["rng"]))
+    """Run the student's code in the state the examiner sent: its RNG state (if it sent one: its
+    cells seeded the generator), its grad mode, and under its `forbid_torch_functions` blocks."""
+    if request.get("rng") is not None:
+        torch.set_rng_state(wire.decode(request["rng"]))
     with contextlib.ExitStack() as stack:
         for names, message in request.get("forbid") or []:
             import convlab.checks

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import pytest
 
-from grader import examination, integrity, submissions
+from grader import examination, integrity, submissions, wire
 from grader.course import assignments, source_notebook
 from grader.examination import EXTRA_FILES_LIMIT, Examination, is_instructor, wanted_names
 
@@ -107,6 +108,24 @@ def test_the_students_names_fail_closed_for_a_notebook_of_no_assignment():
     nb.cells = [c for c in nb.cells if not integrity.is_test(c) or c.metadata.nbgrader.grade_id != "corr2d_by_hand"]
     with pytest.raises(LookupError, match="no assignment"):
         wanted_names(nb, integrity.notebook_imports(nb))
+
+
+def test_exceptions_the_tests_catch_reach_them_as_themselves():
+    """Check that every exception class a test or read-only cell catches (try/except around the
+    student's code) is one the examiner lets through as itself (grader/examiner.py EXPECTED_ERRORS):
+    otherwise an honest answer that raises it would score less than under plain nbgrader."""
+    sys.modules.setdefault("_convlab_wire", wire)
+    from grader import examiner
+    caught = set()
+    for assignment in assignments():
+        nb = nbformat.read(source_notebook(assignment), as_version=4)
+        for cell in (c for c in nb.cells if c.cell_type == "code" and is_instructor(c)):
+            for handler in ast.walk(integrity.parse_cell(cell.source)):
+                if isinstance(handler, ast.ExceptHandler) and handler.type is not None:
+                    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+                    caught |= {t.id for t in types if isinstance(t, ast.Name)}
+    assert caught <= set(examiner.EXPECTED_ERRORS), caught
+    assert {"NotImplementedError", "ValueError", "RuntimeError", "IndexError"} <= caught
 
 
 def _tree(folder: Path) -> dict[str, str]:

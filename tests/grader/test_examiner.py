@@ -40,6 +40,11 @@ def sneaky(X, K):
 def noisy():
     return torch.rand(3)
 
+def zero_rng():
+    state = torch.get_rng_state()
+    state[24:24 + 4992] = 0                # the Mersenne words: every later draw is 0
+    torch.set_rng_state(state)
+
 def scale_in_place(X):
     X.mul_(2)
     X.requires_grad_(True)
@@ -61,6 +66,26 @@ class Mine(Exception):
 
 def mine():
     raise Mine("not a builtin")
+
+def stop_at(n):
+    if n == 2:
+        raise StopIteration
+    return n
+
+def recurse(n):
+    return recurse(n + 1)
+
+def missing():
+    return {}["x"]
+
+def asserts():
+    assert False, "mine"
+
+def out_of_range():
+    return [][1]
+
+def not_done():
+    raise NotImplementedError("write it")
 
 def out_size(n, k, stride=1):
     if n == 7:
@@ -91,27 +116,53 @@ class Conv2D(nn.Module):
 
 class Loopback:
     """What grader/examination.py's relay does, in one process: the examiner's request goes to
-    the student agent; its answer comes back wrapped as the student's."""
+    the student agent; its answer comes back wrapped as the student's. The student's side has a
+    global RNG of its own (the student kernel is another process)."""
 
     def __init__(self, namespace, tamper=None):
         self.agent, self.tamper = student_agent.Agent(namespace), tamper
+        self.rng = torch.default_generator.get_state()
 
     def raw_input(self, prompt):
-        raw = self.agent.serve(prompt)
+        mine, seedings = torch.default_generator.get_state(), examiner._SEEDINGS[0]
+        torch.default_generator.set_state(self.rng)
+        try:
+            raw = self.agent.serve(prompt)
+        finally:
+            self.rng = torch.default_generator.get_state()
+            torch.default_generator.set_state(mine)
+            examiner._SEEDINGS[0] = seedings
         return json.dumps({"from": "student", "raw": self.tamper(raw) if self.tamper else raw})
+
+
+def bind(ns: dict, tamper=None, sources=(STUDENT,)):
+    """The student's public names as the examiner binds them (Examiner.bind), and the link."""
+    link = examiner.Link(Loopback(ns, tamper).raw_input, list(sources))
+    wanted = sorted(k for k in ns if not k.startswith("_"))
+    answer = link.ask({"op": "describe", "names": wanted}, "names", expected={})
+    names = link.decode(answer["value"], "names")
+    for name, value in names.items():
+        if type(value) is examiner.RemoteCallable:
+            value.__name__ = name
+    return names, link
 
 
 @pytest.fixture
 def student():
     ns: dict = {}
     exec(compile(STUDENT, "<student>", "exec"), ns)
-    link = examiner.Link(Loopback(ns).raw_input, [STUDENT])
-    answer = link.ask({"op": "describe", "names": sorted(k for k in ns if not k.startswith("_"))}, "names")
-    names = link.decode(answer["value"], "names")
-    for name, value in names.items():
-        if type(value) is examiner.RemoteCallable:
-            value.__name__ = name
+    names, link = bind(ns)
     return names, ns, link
+
+
+@pytest.fixture
+def seeding(monkeypatch):
+    """The examiner counts its cells' seedings (as `install` sets up), undone after the test."""
+    import torch.random
+    for name in ("manual_seed", "seed", "set_rng_state"):
+        for module in (torch, torch.random):
+            monkeypatch.setattr(module, name, getattr(module, name))
+    examiner.watch_seeding()
 
 
 def test_functions_return_plain_data(student):
@@ -123,13 +174,41 @@ def test_functions_return_plain_data(student):
     assert type(t) is torch.Tensor and rest == [1.5, "x", None]
 
 
-def test_the_global_rng_is_shared_with_the_student(student):
+def test_a_seed_set_before_a_call_is_the_seed_of_the_call(student, seeding):
+    """Check that torch.manual_seed(s) in the examiner before a call means what it says in the
+    student's kernel, also when the same seed is set again and nothing was drawn in between."""
     names, _, _ = student
     torch.manual_seed(3)
-    remote = names["noisy"]()
-    after_remote = torch.rand(1)
+    first = names["noisy"]()
     torch.manual_seed(3)
-    assert torch.equal(remote, torch.rand(3)) and torch.equal(after_remote, torch.rand(1))
+    again = names["noisy"]()
+    torch.manual_seed(3)
+    assert torch.equal(first, torch.rand(3)) and torch.equal(again, first)
+
+
+def test_the_student_kernel_keeps_its_own_generator_between_calls(student, seeding):
+    names, _, _ = student
+    torch.manual_seed(3)
+    a, b = names["noisy"](), names["noisy"]()
+    torch.manual_seed(3)
+    assert torch.equal(torch.cat([a, b]), torch.rand(6))
+
+
+def test_the_examiner_never_takes_the_students_rng_state(seeding):
+    """Check that an all-zero Mersenne state, set by the student's code in its kernel and sent
+    with its answer, changes nothing the examiner draws afterwards."""
+    ns: dict = {}
+    exec(compile(STUDENT, "<student>", "exec"), ns)
+    zeros = torch.get_rng_state()
+    zeros[24:24 + 4992] = 0
+    carry = json.dumps(wire.encode_tensor(zeros), separators=(",", ":"))
+    names, _ = bind(ns, tamper=lambda raw: raw[:-1] + ',"rng":' + carry + "}")
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    names["zero_rng"]()
+    assert torch.equal(names["noisy"](), torch.zeros(3))     # the student's kernel has its zeros ...
+    assert torch.equal(torch.rand(4), expected) and expected.abs().sum() > 0      # ... the examiner not
 
 
 def test_in_place_changes_to_arguments_come_back(student):
@@ -147,6 +226,43 @@ def test_student_exceptions_become_builtin_ones_or_fail(student):
         names["odd"]()
     with pytest.raises(examiner.StudentCodeError, match="raised Mine: not a builtin"):
         names["mine"]()
+
+
+def test_only_exceptions_a_test_may_expect_reach_it_as_themselves(student):
+    """Check that the student's StopIteration, RecursionError (a RuntimeError), KeyError and
+    AssertionError fail the test as StudentCodeErrors naming them, while NotImplementedError and
+    IndexError (which tests catch) come as themselves."""
+    names, _, _ = student
+    for name, args, error in [("stop_at", (2,), "StopIteration"), ("recurse", (0,), "RecursionError"),
+                              ("missing", (), "KeyError"), ("asserts", (), "AssertionError")]:
+        with pytest.raises(examiner.StudentCodeError, match=f"{name}\\(...\\) raised {error}"):
+            names[name](*args)
+    with pytest.raises(NotImplementedError, match="write it"):
+        names["not_done"]()
+    with pytest.raises(IndexError):
+        names["out_of_range"]()
+
+
+def test_stop_iteration_fails_the_test_instead_of_ending_its_loop(student):
+    """A StopIteration from the student's code inside map() would end a test's loop silently
+    (the checks after it never run, and the test passes)."""
+    names, _, _ = student
+    checked = []
+    with pytest.raises(examiner.StudentCodeError, match="StopIteration"):
+        for value in map(names["stop_at"], [1, 2, 3]):
+            checked.append(value)
+    assert checked == [1]
+    with pytest.raises(examiner.StudentCodeError, match="StopIteration"):
+        list(convlab.call_each(names["stop_at"], [((1,), {}), ((2,), {}), ((3,), {})]))
+
+
+def test_a_missing_attribute_is_an_attribute_error(student):
+    """hasattr and getattr(..., default) work on the student's objects (nn.Module's own code
+    relies on them: load_state_dict)."""
+    names, _, _ = student
+    layer = names["Conv2D"]((2, 2))
+    assert not hasattr(layer, "nothing_here") and getattr(layer, "nothing_here", 7) == 7
+    layer.load_state_dict({"weight": torch.ones(2, 2), "bias": torch.zeros(1)})
 
 
 def test_objects_that_are_not_data_have_no_behaviour(student):
@@ -219,9 +335,8 @@ def test_a_malformed_answer_is_never_a_builtin_exception():
     loop.tamper = lambda raw: raw.replace('"changed":[]', '"changed":[[0]]')
     with pytest.raises(examiner.StudentCodeError, match="malformed"):
         names["pair"]()
-    loop.tamper = lambda raw: raw.replace('"rng":{"t":"tensor","dtype":"uint8"', '"rng":{"t":"tensor","dtype":"int8"')
-    with pytest.raises(examiner.StudentCodeError, match="random-number-generator state"):
-        names["pair"]()
+    loop.tamper = lambda raw: raw[:-1] + ',"rng":{"t":"tensor","dtype":"int8","shape":[1],"data":"AA=="}}'
+    assert names["pair"]()[1] == [1.5, "x", None]            # an RNG state in the answer is ignored
 
 
 def _sweep(names, link, calls, monkeypatch, fn="out_size"):
