@@ -29,7 +29,8 @@ Outputs, all under --out (default grader/):
   run, which `python -m grader feedback` uses), rebuilt with the tables.
 * grades.csv (student_id,assignment,score,max_score,status) and cells.csv (one row per graded
   cell: score and failure message), rebuilt atomically from the result files.
-* autograded/<student>/<assignment>/<assignment>.ipynb: the executed notebook.
+* autograded/<student>/<assignment>/<assignment>.ipynb: the executed notebook, written first
+  (atomically: a failed write leaves nothing, and no gradebook row).
 * the gradebook (the config's, or --db-url): students, submissions and auto scores recorded by
   nbgrader's own SaveAutoGrades, before the result file is written (so a crash in between only
   means the submission is graded again).
@@ -49,6 +50,7 @@ grader/__main__.py turns errors into exit codes.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import warnings
@@ -321,13 +323,21 @@ def write_last_run(out: Path, jobs: list[Job], results: list[dict]) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through a temporary file beside it, replaced in one step: a
+    reader sees the old file or the new one, never a part; a failed write leaves no trace."""
+    data = text.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,10 +469,12 @@ def hidden_message(message: str) -> str:
 
 
 def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Options, max_scores: dict) -> dict:
-    """Save grades to the gradebook (nbgrader's SaveAutoGrades), then the result file. A grader
-    error (`died == "grader"`) goes to neither the gradebook nor the autograded notebooks, and its
-    result file is never reused. If saving fails, the submission gets status `error` (the
-    grader's failure) and the run goes on."""
+    """Write the autograded notebook, then save grades to the gradebook (nbgrader's
+    SaveAutoGrades), then the result file. A grader error (`died == "grader"`) goes to neither the
+    gradebook nor the autograded notebooks, and its result file is never reused. If writing or
+    saving fails (the student's data cannot make either fail: grader/kernel.py repairs it), the
+    submission gets status `error` (the grader's failure), nothing of it stays recorded, and the
+    run goes on."""
     cells = _cell_results(job.nb, job.hidden_failed) if job.nb is not None and died != "grader" else []
     if job.status in ("invalid", "missing", "error"):
         status = job.status
@@ -474,16 +486,20 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
         status = "graded"
     t = time.monotonic()
     if job.nb is not None and status != "error":
+        dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
+        written = False
         try:
+            write_atomic(dest, nbformat.writes(job.nb))     # first: a write that fails leaves no row
+            written = True
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
                 _save_to_gradebook(job, gb)
-            dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
-            write_atomic(dest, nbformat.writes(job.nb))
             job.timings["record"] = time.monotonic() - t
         except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
             status, died, cells = "error", "grader", []
             job.message = f"could not record the grade: {type(err).__name__}: {err}"
+            if written:
+                dest.unlink(missing_ok=True)
     messages = list(job.findings)
     if job.message:
         messages.insert(0, job.message)

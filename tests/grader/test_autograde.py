@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from grader import __main__ as cli
-from grader import autograde, feedback, submissions
+from grader import autograde, feedback, integrity, submissions
 from grader.course import ROOT, SOLUTIONS
 
 A = "01_cross_correlation"
@@ -409,3 +409,49 @@ def test_saving_grades_writes_what_nbgraders_saveautogrades_writes(tmp_path, cou
         grades, comments = rows("ours")
         assert {s for _, s, _ in grades} >= {0.0} and any(s for _, s, _ in grades)      # failed and passed
         assert {c for _, c in comments} == {None, "No response."}                      # answered and untouched
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    """Check that write_atomic, when the text cannot be encoded (a lone surrogate) or the disk
+    fails while writing, leaves the file as it was and no temporary file beside it."""
+    target = tmp_path / "out" / "x.json"
+    autograde.write_atomic(target, "old")
+    with pytest.raises(UnicodeEncodeError):
+        autograde.write_atomic(target, "new \ud800")
+
+    def fsync(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="No space"):
+        autograde.write_atomic(target, "new")
+    assert target.read_text() == "old" and [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+def test_the_graded_notebook_is_written_before_the_gradebook_commits(tmp_path, course_config):
+    """Check that a submission whose graded notebook cannot be written (here: a lone surrogate
+    that nothing repaired) gets `error` with nothing recorded: no gradebook row (they were
+    committed first), no notebook, no temporary file; and that one whose gradebook save fails
+    after its notebook was written has that notebook removed."""
+    from nbgrader.api import Gradebook
+    db_url = f"sqlite:///{course_config}/gradebook.db"
+    opts = autograde.Options(out=tmp_path / "out", config_dir=course_config, progress=False)
+    record = integrity.ReleaseRecord.read(db_url, A)
+    jobs = []
+    for student in ("unwritable_notebook", "unsaved_grades"):
+        path = tmp_path / "subs" / student / A / f"{A}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(submissions.solved(A), path)
+        job = autograde.Job(student, A, path)
+        job.nb = integrity.sanitize(submissions.solved(A), A, student, db_url, record)
+        jobs.append(job)
+    jobs[0].nb.cells[-1].source += "\n# \ud800"
+    [c for c in jobs[1].nb.cells if integrity.is_test(c)][-1].metadata.nbgrader["grade_id"] = "not_in_the_gradebook"
+    with Gradebook(db_url) as gb:
+        results = [autograde.record(job, None, {}, gb, opts, {A: 23}) for job in jobs]
+    assert [r["status"] for r in results] == ["error", "error"]
+    assert "UnicodeEncodeError" in results[0]["messages"][1] and "MissingEntry" in results[1]["messages"][1]
+    with Gradebook(db_url) as gb:
+        assert "unwritable_notebook" not in [s.id for s in gb.students]
+    for job in jobs:
+        folder = opts.out / "autograded" / job.student / A
+        assert not folder.exists() or list(folder.iterdir()) == [], list(folder.iterdir())
