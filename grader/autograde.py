@@ -43,7 +43,9 @@ of it is read (not even to key its result), copied or run (grader/integrity.py `
 `error` is the grader's own failure, never the student's (no kernel could be started, the fork
 server did not come up, an exception in the grader): it is not cached (its result file is
 <key>.error.json, which no later run reuses), not written to the gradebook, and graded again by
-the next run; `python -m grader autograde` then exits with status 3.
+the next run; `python -m grader autograde` then exits with status 3. What a student's kernel
+sends cannot cause it: a frame the grader refuses is that kernel's `crashed`, strings are repaired
+and invalid outputs dropped (grader/kernel.py), and so are lone surrogates in the notebook itself.
 
 Library functions raise (`AutogradeError` for a run that cannot start, with what to fix); only
 grader/__main__.py turns errors into exit codes.
@@ -82,7 +84,7 @@ from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_
 from . import monkeypatch
 from .examination import CALL_TIMEOUT, Examination, is_instructor
 from .forkserver import ForkServerPool
-from .kernel import KernelDied, Shell
+from .kernel import KernelDied, Shell, repair_surrogates
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
 STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing", "error")
@@ -728,10 +730,7 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
             continue
         t = time.monotonic()
         try:
-            nb = integrity.load(job.path)
-            nb, job.findings = integrity.repair(nb, releases[job.assignment])
-            job.nb = integrity.inert_markup(integrity.sanitize(nb, job.assignment, job.student, db_url,
-                                                              records[job.assignment]), releases[job.assignment])
+            job.nb = _sanitized(job, releases[job.assignment], records[job.assignment], db_url)
             job.timings["prepare"] = time.monotonic() - t
             runnable.append(job)
         except integrity.InvalidSubmission as err:
@@ -739,6 +738,17 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
         except Exception as err:  # noqa: BLE001 - nbgrader refusing the notebook
             job.status, job.message = "invalid", f"nbgrader could not read it: {type(err).__name__}: {err}"
     return runnable, imports, max_scores
+
+
+def _sanitized(job: Job, release: nbformat.NotebookNode, record: integrity.ReleaseRecord,
+               db_url: str) -> nbformat.NotebookNode:
+    """The submission as it will run: read (lone surrogates in its strings, which no notebook
+    can be written with, replaced by U+FFFD), its nbgrader cells restored (job.findings: what
+    was wrong), sanitized by nbgrader against `record`, its markup made inert."""
+    nb = repair_surrogates(integrity.load(job.path))
+    nb, job.findings = integrity.repair(nb, release)
+    nb = integrity.sanitize(nb, job.assignment, job.student, db_url, record)
+    return integrity.inert_markup(nb, release)
 
 
 def _run(runnable: list[Job], pools: list, imports: dict, opts: Options):

@@ -455,3 +455,28 @@ def test_the_graded_notebook_is_written_before_the_gradebook_commits(tmp_path, c
     for job in jobs:
         folder = opts.out / "autograded" / job.student / A
         assert not folder.exists() or list(folder.iterdir()) == [], list(folder.iterdir())
+
+
+def test_lone_surrogates_in_a_submitted_notebook_are_repaired(tmp_path, course_config):
+    """Check that a notebook whose JSON holds lone surrogates (escaped: valid JSON, but no UTF-8
+    writer can write them back) in an answer, a markdown cell and a cell's metadata is read with
+    U+FFFD in their place, and can be written, sanitized and saved (nbgrader's checksum of an
+    answer encodes it as UTF-8)."""
+    from nbgrader.api import Gradebook
+    db_url = f"sqlite:///{course_config}/gradebook.db"
+    nb = submissions.solved(A)
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
+    answer.source += "\n# \ud800"
+    nb.cells.append(nbformat.v4.new_markdown_cell("x \udc00"))
+    nb.cells[-1].metadata["k\udfff"] = ["v\ud801"]
+    [path] = [p / A / f"{A}.ipynb" for p in _subs(tmp_path, ann=json.dumps(nb).encode()).iterdir()]
+    job = autograde.Job("ann", A, path)
+    release = nbformat.read(autograde.student_notebook(A), as_version=4)
+    sanitized = autograde._sanitized(job, release, integrity.ReleaseRecord.read(db_url, A), db_url)
+    text = nbformat.writes(sanitized)
+    text.encode("utf-8")
+    assert "# \ufffd" in text and "x \ufffd" in text and '"k\ufffd": [' in text and "v\ufffd" in text
+    job.nb = sanitized
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore")             # SQLAlchemy's, about nbgrader's own session use
+        autograde._save_to_gradebook(job, gb)
