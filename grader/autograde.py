@@ -32,8 +32,11 @@ Outputs, all under --out (default grader/):
 * autograded/<student>/<assignment>/<assignment>.ipynb: the executed notebook, written first
   (atomically: a failed write leaves nothing, and no gradebook row).
 * the gradebook (the config's, or --db-url): students, submissions and auto scores recorded by
-  nbgrader's own SaveAutoGrades, before the result file is written (so a crash in between only
-  means the submission is graded again).
+  nbgrader's own SaveAutoGrades, in one transaction, before the result file is written (so a
+  crash in between only means the submission is graded again). Its record of each assignment
+  (what `nbgrader generate_assignment` writes, one commit per cell) is checked against the source
+  notebook before use and made again when a killed run left part of it (`ensure_assignment`); what
+  a kill leaves of a new gradebook is completed (`ensure_gradebook`).
 
 Status: graded | timeout | crashed | memory | tampered | invalid | missing | error. Anything but
 `graded` means the score is not a plain grade (partial points earned before the failure).
@@ -41,11 +44,12 @@ Submissions are plain files: one whose student folder, assignment folder, notebo
 folder beside it is a symbolic link, device, FIFO or socket is `invalid` at discovery, and nothing
 of it is read (not even to key its result), copied or run (grader/integrity.py `refusal`).
 `error` is the grader's own failure, never the student's (no kernel could be started, the fork
-server did not come up, an exception in the grader): it is not cached (its result file is
-<key>.error.json, which no later run reuses), not written to the gradebook, and graded again by
-the next run; `python -m grader autograde` then exits with status 3. What a student's kernel
-sends cannot cause it: a frame the grader refuses is that kernel's `crashed`, strings are repaired
-and invalid outputs dropped (grader/kernel.py), and so are lone surrogates in the notebook itself.
+server did not come up, the gradebook could not be read, an exception in the grader): it is not
+cached (its result file is <key>.error.json, which no later run reuses), not written to the
+gradebook, and graded again by the next run; `python -m grader autograde` then exits with status 3.
+What a student's kernel sends cannot cause it: a frame the grader refuses is that kernel's
+`crashed`, strings are repaired and invalid outputs dropped (grader/kernel.py), and so are lone
+surrogates in the notebook itself.
 
 Library functions raise (`AutogradeError` for a run that cannot start, with what to fix); only
 grader/__main__.py turns errors into exit codes.
@@ -53,7 +57,9 @@ grader/__main__.py turns errors into exit codes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
+import ctypes
 import functools
 import warnings
 import hashlib
@@ -62,7 +68,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -75,12 +83,15 @@ from pathlib import Path
 
 import nbformat
 from nbgrader import utils as nbutils
-from nbgrader.api import Comment, Grade, Gradebook, GradeCell, MissingEntry, SolutionCell, TaskCell
+from nbgrader.api import Comment, Grade, Gradebook, GradeCell, MissingEntry, SolutionCell, TaskCell, get_alembic_version
 from nbgrader.preprocessors import SaveAutoGrades
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from . import integrity
-from .course import CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook, use_this_environment
+from .course import (CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook, tool_env,
+                     use_this_environment)
 from . import monkeypatch
 from .examination import CALL_TIMEOUT, Examination, is_instructor
 from .forkserver import ForkServerPool
@@ -168,19 +179,84 @@ def course_config(config_dir: Path):
     return CourseDirectory(config=cfg)
 
 
-def ensure_assignment(assignment: str, db_url: str, config_dir: Path) -> None:
-    """Make sure the gradebook knows the assignment (nbgrader generate_assignment, into a throwaway
-    release folder, when it does not)."""
+def ensure_assignment(assignment: str, db_url: str, config_dir: Path, source: nbformat.NotebookNode,
+                      release: nbformat.NotebookNode) -> integrity.ReleaseRecord:
+    """The gradebook's record of the assignment, checked before use. nbgrader generate_assignment
+    makes it (into a throwaway release folder) when it is missing or lacks any nbgrader cell of the
+    `source` notebook: nbgrader commits it cell by cell, so a run killed meanwhile leaves a part,
+    which `--force` replaces (a notebook without submissions). The `release` must then sanitize
+    against it, as every submission will. AutogradeError when it cannot be made right."""
+    ensure_gradebook(db_url)
+    record = _release_record(db_url, assignment)
+    missing = record.missing(source) if record else ["the notebook"]
+    if missing and record and record.submissions:
+        raise AutogradeError(
+            f"the gradebook's record of {assignment} lacks {_few(missing)} of solutions/{assignment}, and "
+            f"has {record.submissions} submissions, so nbgrader cannot record it again: remove the assignment "
+            f"from the gradebook (nbgrader db assignment remove {assignment} --force) or use another (--db-url)")
+    if missing:
+        _generate(assignment, db_url, config_dir)
+        record = _release_record(db_url, assignment)
+        missing = record.missing(source) if record else ["the notebook"]
+        if missing:
+            raise AutogradeError(f"nbgrader generate_assignment left the gradebook's record of {assignment} "
+                                 f"without {_few(missing)}")
+    try:
+        integrity.sanitize(copy.deepcopy(release), assignment, "(release)", db_url, record)
+    except Exception as err:  # noqa: BLE001 - whatever it is, no submission could be read with it
+        raise AutogradeError(f"the release of {assignment} (notebooks/{assignment}) does not fit the gradebook's "
+                             f"record of it ({type(err).__name__}: {err}); run `make release`") from None
+    return record
+
+
+def _release_record(db_url: str, assignment: str) -> integrity.ReleaseRecord | None:
+    try:
+        return integrity.ReleaseRecord.read(db_url, assignment)
+    except MissingEntry:
+        return None
+
+
+def _few(items: list[str]) -> str:
+    return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+
+def ensure_gradebook(db_url: str) -> None:
+    """Create the gradebook if it is missing (nbgrader's Gradebook), and finish one that a run
+    killed while creating it left: nbgrader creates the tables one statement at a time and the
+    version table (alembic's, which `nbgrader db upgrade` reads) last, and never adds that table
+    to a gradebook that has any other."""
     with Gradebook(db_url) as gb:
-        try:
-            gb.find_notebook(assignment, assignment)
-            return
-        except MissingEntry:
-            pass
+        if "alembic_version" in inspect(gb.engine).get_table_names():
+            if gb.db.execute(text("SELECT count(*) FROM alembic_version")).scalar():
+                return
+        else:
+            gb.db.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL);"))
+        gb.db.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": get_alembic_version()})
+        gb.db.commit()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _generate(assignment: str, db_url: str, config_dir: Path) -> None:
+    """nbgrader generate_assignment --force into the gradebook (a throwaway release folder), as
+    `course.nbgrader` runs it, in a process killed with this one: one that outlived a killed run
+    would go on writing the record while the next run repairs it."""
+    libc, parent = ctypes.CDLL(None, use_errno=True), os.getpid()
+
+    def die_with_parent() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
     with tempfile.TemporaryDirectory() as tmp:
-        nbgrader("generate_assignment", assignment, "--force", "--log-level=WARN",
-                 f"--CourseDirectory.release_directory={tmp}",
-                 f"--CourseDirectory.db_url={db_url}", config_dir=config_dir)
+        args = ["generate_assignment", assignment, "--force", "--log-level=WARN",
+                f"--CourseDirectory.release_directory={tmp}", f"--CourseDirectory.db_url={db_url}"]
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=config_dir, env=tool_env(),
+                              capture_output=True, text=True, preexec_fn=die_with_parent)
+    if proc.returncode != 0:
+        raise AutogradeError(f"`nbgrader {' '.join(args[:2])}` failed (exit {proc.returncode}):\n"
+                             f"{proc.stdout}{proc.stderr}")
 
 
 def release_notebook(assignment: str, db_url: str, config_dir: Path) -> nbformat.NotebookNode:
@@ -712,7 +788,9 @@ def _start_pools(opts: Options, needed: int, warm: tuple[str, ...]) -> tuple[Pat
 
 def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]):
     """(runnable jobs, each assignment's imports, each assignment's max score): the submissions
-    read, checked and sanitized (main thread: it reads the gradebook); the others get a status."""
+    read, checked and sanitized (main thread: it reads the gradebook); the others get a status:
+    `invalid` for what is wrong with the notebook (cached: the student's), `error` for a failure
+    to read the gradebook (never cached: the run's)."""
     used = sorted({j.assignment for j in todo})
     releases, records, imports, max_scores = {}, {}, {}, {}
     for a in assignments:
@@ -720,9 +798,8 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
         max_scores[a] = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in src.cells
                             if c.metadata.get("nbgrader", {}).get("grade"))
         if a in used:
-            ensure_assignment(a, db_url, opts.config_dir)
             releases[a] = release_notebook(a, db_url, opts.config_dir)
-            records[a] = integrity.ReleaseRecord.read(db_url, a)
+            records[a] = ensure_assignment(a, db_url, opts.config_dir, src, releases[a])
             imports[a] = integrity.notebook_imports(src)
     runnable = []
     for job in todo:
@@ -735,6 +812,8 @@ def _prepare(todo: list[Job], db_url: str, opts: Options, assignments: list[str]
             runnable.append(job)
         except integrity.InvalidSubmission as err:
             job.status, job.message = "invalid", str(err)
+        except (MissingEntry, SQLAlchemyError) as err:  # the gradebook's (checked complete: should not be)
+            job.status, job.message = "error", f"the gradebook could not be read for it: {type(err).__name__}: {err}"
         except Exception as err:  # noqa: BLE001 - nbgrader refusing the notebook
             job.status, job.message = "invalid", f"nbgrader could not read it: {type(err).__name__}: {err}"
     return runnable, imports, max_scores

@@ -37,6 +37,7 @@ from types import SimpleNamespace
 
 import jsonschema
 import nbformat
+from nbgrader import utils as nbutils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.nbgraderformat import common as nbgraderformat_common
 from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells,
@@ -355,7 +356,8 @@ def inert_markup(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> n
 class ReleaseRecord:
     """What the gradebook holds of one assignment's notebook (nbgrader names it after the
     assignment here): its kernelspec, source cells and graded cells, as plain values that
-    answer nbgrader's `find_source_cell` / `find_graded_cell` (MissingEntry when absent)."""
+    answer nbgrader's `find_source_cell` / `find_graded_cell` (MissingEntry when absent); the
+    names of its cells of each kind and its number of submissions, to check it (`missing`)."""
 
     def __init__(self, gb: Gradebook, assignment: str) -> None:
         nb = gb.find_notebook(assignment, assignment)
@@ -365,6 +367,21 @@ class ReleaseRecord:
                                                checksum=c.checksum, source=c.source) for c in nb.source_cells}
         self.graded = {c.name: SimpleNamespace(name=c.name, max_score=c.max_score)
                        for c in [*nb.task_cells, *nb.grade_cells]}
+        self.names = {"grade": {c.name for c in nb.grade_cells}, "solution": {c.name for c in nb.solution_cells},
+                      "task": {c.name for c in nb.task_cells}, "source": set(self.source)}
+        self.submissions = nb.num_submissions or 0
+
+    def missing(self, source: nbformat.NotebookNode) -> list[str]:
+        """The cells nbgrader generate_assignment records of the `source` notebook (its grade,
+        solution and task cells, and as source cells those and the locked ones: nbgrader's
+        SaveCells) that this record lacks, as "<kind> cell <grade id>"; empty when it has them all.
+        nbgrader commits the record cell by cell: a run killed while it wrote leaves a part."""
+        kinds = {"grade": nbutils.is_grade, "solution": nbutils.is_solution, "task": nbutils.is_task,
+                 "source": lambda c: (nbutils.is_grade(c) or nbutils.is_solution(c) or nbutils.is_locked(c)
+                                      or nbutils.is_task(c))}
+        return [f"{kind} cell {cell.metadata['nbgrader']['grade_id']}" for kind, wanted in kinds.items()
+                for cell in source.cells
+                if wanted(cell) and cell.metadata["nbgrader"]["grade_id"] not in self.names[kind]]
 
     @classmethod
     def read(cls, db_url: str, assignment: str) -> "ReleaseRecord":

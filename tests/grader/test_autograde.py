@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import warnings
 
+import contextlib
 import csv
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -227,6 +231,21 @@ class _BrokenPool:
         pass
 
 
+def _wrong_answer():
+    """Lesson 1 solved but for corr2d, which answers zeros (some tests fail)."""
+    nb = submissions.solved(A)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "corr2d_impl")
+    cell.source = ("def corr2d(X, K):\n"
+                   "    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)\n")
+    return nb
+
+
+def _without_a_test(nb):
+    """`nb` with its first test cell deleted (tampered: the grader puts it back)."""
+    nb.cells = [c for i, c in enumerate(nb.cells) if i != next(k for k, x in enumerate(nb.cells) if integrity.is_test(x))]
+    return nb
+
+
 def _subs(tmp_path, **notebooks):
     subs = tmp_path / "subs"
     for student, content in notebooks.items():
@@ -411,6 +430,145 @@ def test_saving_grades_writes_what_nbgraders_saveautogrades_writes(tmp_path, cou
         assert {c for _, c in comments} == {None, "No response."}                      # answered and untouched
 
 
+# Runs a module as `python -m` would, killed (os._exit, as by kill -9: nothing flushed, no
+# rollback) just before its SQL statement number `at` (argv[1]; 0: never, and each statement's
+# start is printed).
+KILLED_AT_STATEMENT = """
+import os, runpy, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+at, count = int(sys.argv[1]), [0]
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _statement(conn, cursor, statement, *args):
+    count[0] += 1
+    if count[0] == at:
+        os._exit(9)
+    if not at:
+        print("SQL:", " ".join(statement.split())[:60])
+
+sys.argv = sys.argv[2:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def _generate_killed_at(statement: int, course, db_url: str, tmp_path) -> subprocess.CompletedProcess:
+    """`nbgrader generate_assignment` as the grader runs it (creating the gradebook first, as the
+    grader's own Gradebook does when it is missing), killed before its SQL statement number
+    `statement`."""
+    from grader.course import tool_env
+    args = ["nbgrader", "generate_assignment", A, "--force", "--log-level=WARN",
+            f"--CourseDirectory.release_directory={tmp_path / 'release'}", f"--CourseDirectory.db_url={db_url}"]
+    return subprocess.run([sys.executable, "-c", KILLED_AT_STATEMENT, str(statement), *args], cwd=course,
+                          env=tool_env(), capture_output=True, text=True, timeout=300)
+
+
+def _fake_execute(job, student, examiner, imports, opts):
+    """Verdicts without kernels, from the notebook alone: every test fails while an answer still
+    raises NotImplementedError (the untouched release), else passes."""
+    untouched = any("NotImplementedError" in c.source for c in job.nb.cells
+                    if c.metadata.get("nbgrader", {}).get("solution"))
+    for cell in job.nb.cells:
+        if integrity.is_test(cell):
+            cell.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="no", traceback=[])] \
+                if untouched else []
+    return None, {}
+
+
+def _gradebook_dump(db_url: str) -> dict:
+    """What a gradebook holds, without nbgrader's random ids: its schema, the number of rows of
+    every table, alembic's version, each notebook's record and each submission's grades."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy import create_engine, text
+    engine = create_engine(db_url)
+    with engine.connect() as c:
+        schema = sorted(tuple(r) for r in c.execute(text("SELECT type, name, sql FROM sqlite_master")))
+        rows = {name: c.execute(text(f"SELECT count(*) FROM {name}")).scalar() for t, name, _ in schema if t == "table"}
+        version = c.execute(text("SELECT version_num FROM alembic_version")).all() if "alembic_version" in rows else None
+    engine.dispose()
+    with Gradebook(db_url) as gb:
+        notebooks = {(a.name, n.name): (n.kernelspec, sorted((c.name, c.max_score, c.cell_type) for c in n.grade_cells),
+                                        sorted(c.name for c in n.solution_cells), sorted(c.name for c in n.task_cells),
+                                        sorted((c.name, c.cell_type, c.locked, c.source, c.checksum) for c in n.source_cells))
+                     for a in gb.assignments for n in a.notebooks}
+        grades = {(s.student.id, s.assignment.name): sorted(
+            (g.name, g.auto_score, g.manual_score, g.needs_manual_grade) for n in s.notebooks for g in n.grades)
+            for a in gb.assignments for s in a.submissions}
+    return {"schema": schema, "rows": rows, "version": version, "notebooks": notebooks, "grades": grades}
+
+
+def _kill_points(statements: list[str]) -> list[int]:
+    """Where to kill nbgrader generate_assignment, by the numbers of its SQL `statements`: among
+    the gradebook's tables, before alembic's version, the assignment, the notebook, the 4th grade
+    cell, the first solution cell, the 9th and the last source cell."""
+    def before(start: str, n: int = 1) -> int:
+        return [i + 1 for i, s in enumerate(statements) if s.startswith(start)][n - 1 if n > 0 else n]
+    return [before("CREATE TABLE") + 3, before("INSERT INTO alembic_version"), before("INSERT INTO assignment"),
+            before("INSERT INTO notebook"), before("INSERT INTO grade_cells", 4), before("INSERT INTO solution_cells"),
+            before("INSERT INTO source_cell", 9), before("INSERT INTO source_cell", -1)]
+
+
+def _rows_left(db: Path) -> dict:
+    """The number of rows of each table of the gradebook file `db` (none: {}), read with SQLite
+    only (nbgrader's Gradebook would finish creating it; SQLite rolls back what was not committed)."""
+    if not db.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        tables = [name for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {name: c.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in tables}
+
+
+def _kill_course(tmp_path, name: str):
+    """A throwaway course (config, no gradebook yet) and its gradebook's URL."""
+    from tests.grader.conftest import write_course
+    course = tmp_path / name
+    course.mkdir()
+    write_course(course)
+    return course, f"sqlite:///{course}/gradebook.db"
+
+
+def _graded_without_kernels(subs, course, db_url: str, out, monkeypatch) -> tuple[list, str, dict]:
+    """(results, cells.csv, the gradebook) of an autograde run whose verdicts come from
+    `_fake_execute`."""
+    monkeypatch.setattr(autograde, "ForkServerPool", _BrokenPool)
+    monkeypatch.setattr(autograde, "check_sandbox", lambda: None)
+    monkeypatch.setattr(autograde, "execute", _fake_execute)
+    monkeypatch.setattr(_BrokenPool, "acquire", lambda self: object())
+    opts = autograde.Options(workers=1, out=out, config_dir=course, db_url=db_url, progress=False)
+    results = autograde.autograde(subs, opts)
+    monkeypatch.undo()
+    rows = [(r["student_id"], r["status"], r["score"], r["max_score"], r["messages"]) for r in results]
+    return rows, (out / "cells.csv").read_text(), _gradebook_dump(db_url)
+
+
+@pytest.mark.slow
+def test_a_kill_while_the_gradebook_and_the_release_record_are_made_changes_nothing(tmp_path, monkeypatch):
+    """Check that whatever a kill -9 leaves of a new gradebook and of the assignment's record in
+    it (nbgrader creates the tables one by one, then commits the record cell by cell), the next
+    run gives the same grades, cells and gradebook (schema, rows, record, grades) as a run on a
+    new gradebook: at kill points among the tables, before alembic's version, before the
+    notebook, among the grade, solution and source cells. (It gave every submission `invalid`,
+    cached, and left the record partial.)"""
+    subs = _subs(tmp_path, solved=submissions.solved(A), untouched=submissions.untouched(A),
+                 tampered=_without_a_test(submissions.untouched(A)))
+    course, db_url = _kill_course(tmp_path, "uninterrupted")
+    expected = _graded_without_kernels(subs, course, db_url, tmp_path / "out-uninterrupted", monkeypatch)
+    assert [r[:3] for r in expected[0]] == [("solved", "graded", 23), ("tampered", "tampered", 0), ("untouched", "graded", 0)]
+    statements = [line[5:] for line in _generate_killed_at(0, *_kill_course(tmp_path, "count"), tmp_path)
+                  .stdout.splitlines() if line.startswith("SQL: ")]
+    partial = 0
+    for at in _kill_points(statements):
+        course, db_url = _kill_course(tmp_path, f"killed-at-{at}")
+        assert _generate_killed_at(at, course, db_url, tmp_path).returncode == 9
+        left = _rows_left(course / "gradebook.db")
+        partial += 0 < left.get("source_cell", 0) < expected[2]["rows"]["source_cell"]
+        got = _graded_without_kernels(subs, course, db_url, tmp_path / f"out-{at}", monkeypatch)
+        assert got[0] == expected[0], (at, got[0])
+        assert got[1] == expected[1], at
+        assert got[2] == expected[2], (at, {k: v for k, v in got[2].items() if v != expected[2][k]})
+    assert partial >= 2         # (the kill points did leave partial records)
+
+
 def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
     """Check that write_atomic, when the text cannot be encoded (a lone surrogate) or the disk
     fails while writing, leaves the file as it was and no temporary file beside it."""
@@ -480,3 +638,96 @@ def test_lone_surrogates_in_a_submitted_notebook_are_repaired(tmp_path, course_c
     with Gradebook(db_url) as gb, warnings.catch_warnings():
         warnings.simplefilter("ignore")             # SQLAlchemy's, about nbgrader's own session use
         autograde._save_to_gradebook(job, gb)
+
+
+def test_a_gradebook_failure_while_reading_a_submission_is_an_error_not_cached(tmp_path, course_config, monkeypatch):
+    """Check that a submission the gradebook (not its notebook) kept from being read gets
+    `error` (graded again by the next run), where nbgrader refusing the notebook is `invalid`."""
+    from nbgrader.api import MissingEntry
+    subs = _subs(tmp_path, ann=submissions.untouched(A))
+    opts = autograde.Options(workers=1, out=tmp_path / "out", config_dir=course_config, progress=False, sandbox=False)
+
+    def sanitized(job, release, record, db_url):
+        raise MissingEntry("No such source cell")
+    monkeypatch.setattr(autograde, "_sanitized", sanitized)
+    [r] = autograde.autograde(subs, opts)
+    assert r["status"] == "error" and "the gradebook could not be read" in r["messages"][0], r
+    assert [p.name.endswith(".error.json") for p in (opts.out / "results" / "ann" / A).iterdir()] == [True]
+
+
+def test_an_incomplete_release_record_is_made_again_unless_it_has_submissions(tmp_path):
+    """Check that ensure_assignment makes again a record that lacks cells of the source notebook
+    (what a kill leaves: nbgrader commits it cell by cell), and refuses, saying what to do, when
+    that record has submissions (nbgrader cannot add cells to it then)."""
+    from nbgrader.api import Gradebook
+    course, db_url = _kill_course(tmp_path, "course")
+    source = nbformat.read(autograde.source_notebook(A), as_version=4)
+    release = nbformat.read(autograde.student_notebook(A), as_version=4)
+    complete = autograde.ensure_assignment(A, db_url, course, source, release)
+    assert complete.missing(source) == [] and not complete.submissions
+    expected = _gradebook_dump(db_url)
+    drop = "DELETE FROM source_cell WHERE rowid IN (SELECT rowid FROM source_cell ORDER BY name LIMIT 5)"
+    with contextlib.closing(sqlite3.connect(course / "gradebook.db")) as c, c:
+        c.execute(drop)
+    assert len(integrity.ReleaseRecord.read(db_url, A).missing(source)) == 5
+    assert autograde.ensure_assignment(A, db_url, course, source, release).missing(source) == []
+    assert _gradebook_dump(db_url) == expected
+    with Gradebook(db_url) as gb:
+        gb.add_student("ann")
+        gb.add_submission(A, "ann")
+    with contextlib.closing(sqlite3.connect(course / "gradebook.db")) as c, c:
+        c.execute(drop)
+    with pytest.raises(autograde.AutogradeError, match="has 1 submissions, so nbgrader cannot record it again"):
+        autograde.ensure_assignment(A, db_url, course, source, release)
+
+
+def _killed_when(argv: list[str], ready, timeout: float = 300) -> bool:
+    """Run the grader's command line `argv` and kill -9 it (its process only, as `kill -9 PID`
+    does) as soon as `ready()`; False if it finished first."""
+    proc = subprocess.Popen([sys.executable, "-m", "grader", *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if ready():
+                    proc.kill()
+                    return proc.wait() == -9
+            except sqlite3.Error:           # (the gradebook being written)
+                pass
+            time.sleep(0.005)
+        return False
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_autograde_killed_at_any_moment_then_run_again_grades_as_one_run(tmp_path):
+    """Check that `python -m grader autograde` killed with kill -9 as soon as its new gradebook
+    exists, then again while nbgrader writes the assignment's record (its notebook in: that
+    nbgrader is killed with it, the record stays partial), then again when the first result is
+    written, then run to the end, gives the same grades.csv, cells.csv and gradebook as one
+    uninterrupted run. (Kills like these left every submission `invalid`, cached, and the record
+    partial.)"""
+    subs = _subs(tmp_path, solved=submissions.solved(A), untouched=submissions.untouched(A),
+                 tampered=_without_a_test(submissions.untouched(A)), wrong=_wrong_answer())
+    runs = {}
+    for name in ("uninterrupted", "killed"):
+        course, db_url = _kill_course(tmp_path, name)
+        argv = ["autograde", str(subs), "--out", str(tmp_path / f"out-{name}"), "--db-url", db_url,
+                "--config-dir", str(course), "--workers", "2", "--timeout", "120", "--no-progress"]
+        db, results = course / "gradebook.db", tmp_path / f"out-{name}" / "results"
+        if name == "killed":
+            assert _killed_when(argv, db.exists)
+            assert _killed_when(argv, lambda: _rows_left(db).get("notebook", 0) > 0)
+            left = _rows_left(db)
+            time.sleep(1)                   # (nbgrader, writing the record, was killed with it)
+            assert _rows_left(db) == left and left["source_cell"] < 23, left
+            assert _killed_when(argv, lambda: any(results.rglob("*.json")))
+        assert subprocess.run([sys.executable, "-m", "grader", *argv], cwd=ROOT, capture_output=True,
+                              timeout=600).returncode == 0
+        runs[name] = [(tmp_path / f"out-{name}" / table).read_text() for table in ("grades.csv", "cells.csv")]
+        runs[name].append(_gradebook_dump(db_url))
+    assert runs["killed"] == runs["uninterrupted"]
+    assert "solved,01_cross_correlation,23,23,graded" in runs["killed"][0]
