@@ -5,7 +5,7 @@
 
 Run it as the instructor (in a JupyterLab terminal on the hub), with the course's Python, from the
 staff copy the hub runs (hub/runtime.py). The course folder is ~/convlab (--course to change), the
-one formgrader shows; the nbgrader config is hub/jupyter/instructor (the instructor's server's):
+one formgrader shows (on the hub, a link to the staff's shared course: any instructor may run this); the nbgrader config is hub/jupyter/instructor (the instructor's server's):
 
 1. `nbgrader collect --update ASSIGNMENT`: the exchange's latest submissions into submitted/ (a
    resubmission, or late work, replaces what an earlier run collected), laid out
@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                              "and their results are reused (they are keyed by content)")
     parser.add_argument("--no-collect", action="store_true", help="grade what submitted/ already holds")
     parser.add_argument("--no-release", action="store_true", help="write feedback but do not release it")
-    parser.add_argument("autograde_args", nargs=argparse.REMAINDER,
-                        help="after --: more options for python -m grader autograde (e.g. -- --workers 1)")
-    args = parser.parse_args(argv)
+    parser.epilog = "After --: more options for python -m grader autograde (e.g. -- --workers 1)."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, extra = parser.parse_args(argv[:cut]), argv[cut + 1:]
     course = args.course.expanduser().resolve()
     course.mkdir(mode=0o700, parents=True, exist_ok=True)
     where = [f"--CourseDirectory.root={course}", f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
@@ -88,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.assignment} is not an assignment (solutions/ has "
                      f"{', '.join(sorted(p.name for p in (ROOT / 'solutions').iterdir() if p.is_dir()))})")
     py = sys.executable
-    extra = [a for a in args.autograde_args if a != "--"]
 
     if not args.no_collect:   # --update: a submission newer than the one collected replaces it
         for who in args.student or [None]:

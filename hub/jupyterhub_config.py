@@ -23,8 +23,10 @@ Where it runs from
 
 What the hub does at start (it runs as root)
     * puts exactly the instructors in the group convlab-staff;
-    * creates the exchange CONVLAB_EXCHANGE (default /srv/nbgrader/exchange, mode 1777) and
-      <exchange>/convlab owned by the first instructor, where nbgrader's release/collect work.
+    * creates the exchange CONVLAB_EXCHANGE (default /srv/nbgrader/exchange, mode 1777) with
+      <exchange>/convlab, and the staff's course folder CONVLAB_COURSE_DIR, both of the group
+      convlab-staff (setgid), so that every instructor releases, collects and grades in one
+      course with one gradebook (nbgrader's `groupshared`).
     Before each server starts it makes the user's home private (0700, on its real path) and refuses
     a home the user does not own. It writes nothing into a user's home: an instructor's ~/convlab
     is made by their own server (jupyter/instructor/jupyter_server_config.py).
@@ -36,13 +38,20 @@ server extensions it enables and the JupyterLab plugins it disables (the news po
 Other settings (all optional; `make hub` and tests/e2e set them):
     CONVLAB_HUB_IP / CONVLAB_HUB_PORT    where the hub listens (127.0.0.1:8000)
     CONVLAB_HUB_STATE                    hub database, cookie secret, proxy pid (/srv/jupyterhub)
+    CONVLAB_COURSE_DIR                   the staff's shared course folder (/srv/convlab/course): one
+                                         gradebook, release/, submitted/, autograded/, feedback/
     CONVLAB_HUB_INTERNAL_PORT, CONVLAB_PROXY_API_PORT   the hub's and the proxy's private ports
     CONVLAB_HUB_API_TOKEN                a token for an admin service `convlab-admin` (automation)
     CONVLAB_FAKE_DATA                    passed to the servers (offline CIFAR-10 stand-in)
+    CONVLAB_STUDENT_MEMORY, _CPUS        each student's memory and CPUs, everything they run (2G, 1;
+                                         0: none), a cgroup per user (hub/limits.py)
+    CONVLAB_STAFF_MEMORY, _CPUS          the same for instructors (0, 0: they grade)
 """
+import grp
 import os
 import pwd
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -56,7 +65,7 @@ if not (ROOT.name == "staff" and (RUNTIME / "python" / "bin" / "python").exists(
                      f"then /opt/convlab/python/bin/jupyterhub -f /opt/convlab/staff/hub/jupyterhub_config.py "
                      f"(see hub/README.md)")
 sys.path.insert(0, str(ROOT))
-from hub import runtime  # noqa: E402  (RUNTIME/staff/hub/runtime.py)
+from hub import limits, runtime  # noqa: E402  (RUNTIME/staff/hub/*.py)
 
 BIN = runtime.python(RUNTIME).parent
 COURSE_ID = "convlab"
@@ -71,6 +80,9 @@ def _names(var: str) -> list[str]:
 INSTRUCTORS = _names("CONVLAB_INSTRUCTORS")
 STUDENTS = _names("CONVLAB_STUDENTS")
 EXCHANGE = Path(os.environ.get("CONVLAB_EXCHANGE", "/srv/nbgrader/exchange"))
+COURSE_DIR = Path(os.environ.get("CONVLAB_COURSE_DIR", "/srv/convlab/course"))
+STUDENT_LIMITS = limits.parse_limits(os.environ.get("CONVLAB_STUDENT_MEMORY", "2G"), os.environ.get("CONVLAB_STUDENT_CPUS", "1"))
+STAFF_LIMITS = limits.parse_limits(os.environ.get("CONVLAB_STAFF_MEMORY", "0"), os.environ.get("CONVLAB_STAFF_CPUS", "0"))
 STATE = Path(os.environ.get("CONVLAB_HUB_STATE", "/srv/jupyterhub"))
 STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
 STATE.chmod(0o700)        # the hub's database and cookie secret: no account but root may read them
@@ -113,6 +125,7 @@ if _api_token:
                                                "tokens", "read:groups", "admin:groups"]})
 
 # --- the users' servers: JupyterLab from the course's environment, as the user --------------------
+c.JupyterHub.spawner_class = limits.LimitedSpawner     # LocalProcessSpawner inside a cgroup per user
 c.Spawner.cmd = [str(BIN / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"
@@ -159,26 +172,56 @@ def pre_spawn_hook(spawner) -> None:
     else:
         raise RuntimeError(f"{spawner.user.name} is neither an instructor nor a student of {COURSE_ID}")
     _private_home(spawner.user.name)
+    limit = STAFF_LIMITS if config.name == "instructor" else STUDENT_LIMITS
+    spawner.convlab_cgroups = limits.prepare(spawner.user.name, limit) if limit else []
     spawner.environment["JUPYTER_CONFIG_PATH"] = str(config)
+    if config.name == "instructor":
+        spawner.environment["CONVLAB_COURSE_DIR"] = str(COURSE_DIR)
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
+c.Spawner.post_stop_hook = lambda spawner: limits.release(spawner.user.name)
 
 
-def _exchange() -> None:
-    """The exchange root and the course folder in it, owned by the (first) instructor. nbgrader
-    insists on a world-writable root (0777); the sticky bit (like /tmp) keeps anyone from removing
-    or renaming another's folder there."""
+def _shared(folder: Path, mode: int) -> None:
+    """`folder` owned by root and the staff group (setgid: what is made inside stays the group's)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chown(folder, 0, grp.getgrnam(runtime.STAFF_GROUP).gr_gid, follow_symlinks=False)
+    folder.chmod(mode)
+
+
+def _course_folders() -> None:
+    """Every instructor and TA teaches one course: the exchange's course folder and the course
+    folder (gradebook, submissions, graded notebooks) belong to the group convlab-staff, and
+    nbgrader runs `groupshared` for them (instructor config). The exchange root is 1777 as nbgrader
+    insists (the sticky bit keeps anyone from removing another's folder there); the course folder
+    is closed to everyone else."""
     EXCHANGE.mkdir(parents=True, exist_ok=True)
     EXCHANGE.chmod(0o1777)
-    course = EXCHANGE / COURSE_ID
-    if INSTRUCTORS and not course.exists():
-        pw = pwd.getpwnam(INSTRUCTORS[0])
-        course.mkdir()
-        os.chown(course, pw.pw_uid, pw.pw_gid)
-        course.chmod(0o755)
+    _shared(EXCHANGE / COURSE_ID, 0o2775)
+    _shared(COURSE_DIR, 0o2770)
+    _shared_gradebook(COURSE_DIR / "gradebook.db")
+
+
+def _shared_gradebook(path: Path) -> None:
+    """The one gradebook, writable by the whole staff: SQLite makes a new database 0644 whatever
+    the umask, so the first instructor's nbgrader would make it theirs alone. An empty file is an
+    empty SQLite database (nbgrader adds its tables). Never follows a link (the folder is the
+    staff's to write in); leaves anything but a plain file alone."""
+    gid = grp.getgrnam(runtime.STAFF_GROUP).gr_gid
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o660)
+    except OSError as err:
+        print(f"convlab hub: warning: {path}: {err}: the gradebook may not be shared", file=sys.stderr)
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchown(fd, -1, gid)
+            os.fchmod(fd, 0o660)
+    finally:
+        os.close(fd)
 
 
 if os.geteuid() == 0:
     runtime.set_staff(INSTRUCTORS)
-    _exchange()
+    _course_folders()

@@ -122,6 +122,7 @@ class LocalHub:
     instructors: list[str]
     students: list[str]
     exchange: Path
+    course: Path | None = None        # the staff's shared course folder (default: beside the state)
     port: int = field(default_factory=free_port)
     token: str = field(default_factory=lambda: secrets.token_hex(24))
     log_path: Path | None = None
@@ -141,10 +142,13 @@ class LocalHub:
             "CONVLAB_PROXY_API_PORT": str(free_port()),
             "CONVLAB_HUB_STATE": str(self.state),
             "CONVLAB_EXCHANGE": str(self.exchange),
+            "CONVLAB_COURSE_DIR": str(self.course or self.state.parent / "course"),
             "CONVLAB_INSTRUCTORS": ",".join(self.instructors),
             "CONVLAB_STUDENTS": ",".join(self.students),
             "CONVLAB_HUB_API_TOKEN": self.token,
             "CONVLAB_FAKE_DATA": os.environ.get("CONVLAB_FAKE_DATA", "1"),
+            # each student's server and kernels (several lessons open at once in the browser tests)
+            "CONVLAB_STUDENT_MEMORY": os.environ.get("CONVLAB_STUDENT_MEMORY", "3G"),
         })
         return env
 

@@ -104,7 +104,7 @@ def _build_python(dest: Path) -> None:
         if name.startswith(("__editable__", "__editable___convlab")) or name.startswith("convlab-"):
             path = tmp / SITE / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    old_shebang = f"#!{VENV / 'bin'}/"
+    shebangs = (f"#!{VENV / 'bin'}/", f"#!{VENV.resolve() / 'bin'}/")   # .venv may be a link
     for script in (VENV / "bin").iterdir():
         target = tmp / "bin" / script.name
         if target.exists() or script.is_symlink() or not script.is_file():
@@ -113,7 +113,7 @@ def _build_python(dest: Path) -> None:
             text = script.read_text()
         except UnicodeDecodeError:
             continue
-        if text.startswith(old_shebang):
+        if text.startswith(shebangs):
             target.write_text(f"#!{dest / 'bin' / 'python'}" + text[len(text.split(chr(10))[0]):])
             target.chmod(0o755)
     for folder in ("etc", "share"):         # the server extensions enabled; kernel spec; fonts list

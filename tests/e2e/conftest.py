@@ -61,6 +61,7 @@ class Classroom:
     hub: local.LocalHub
     instructor: str
     students: list[str]          # [solved, half-solved, browser learner, attacker]
+    co_instructor: str           # a second instructor of the same course
     passwords: dict[str, str]
     servers: dict[str, str] = field(default_factory=dict)   # user -> server base URL
 
@@ -82,18 +83,18 @@ def classroom(request):
     missing = local.missing_tools()
     assert not missing, "the hub cannot run here: " + "; ".join(missing)
     tag = secrets.token_hex(2)
-    instructor = f"clhub{tag}i"
+    instructor, co_instructor = f"clhub{tag}i", f"clhub{tag}j"
     students = [f"clhub{tag}s{i}" for i in (1, 2, 3, 4)]
-    passwords = {u: secrets.token_urlsafe(12) for u in [instructor, *students]}
+    passwords = {u: secrets.token_urlsafe(12) for u in [instructor, co_instructor, *students]}
     base = Path(tempfile.mkdtemp(prefix="clhub-"))
     base.chmod(0o755)
-    hub = local.LocalHub(state=base / "state", instructors=[instructor], students=students,
+    hub = local.LocalHub(state=base / "state", instructors=[instructor, co_instructor], students=students,
                          exchange=base / "exchange", log_path=artifacts / "jupyterhub.log")
     try:
         for user, password in passwords.items():
             local.create_user(user, password)
         hub.start()
-        room = Classroom(hub, instructor, students, passwords)
+        room = Classroom(hub, instructor, students, co_instructor, passwords)
         with ThreadPoolExecutor(len(passwords)) as pool:   # all servers start at once
             urls = pool.map(hub.start_server, passwords)
         room.servers.update(zip(passwords, urls))

@@ -79,6 +79,7 @@ def test_a_students_terminal_reads_only_their_own_work_the_release_and_feedback(
         inst / "convlab" / "gradebook.db", inst / "convlab" / "autograded" / other / nb, inst,
         room.home(other) / nb, room.home(other) / ".local" / "share" / "jupyter" / "nbgrader_cache", room.home(other),
         room.hub.state / "jupyterhub.sqlite", room.hub.state / "jupyterhub_cookie_secret",
+        room.hub.state.parent / "course" / "gradebook.db",     # the staff's shared course folder
     ]
     feedback = next((room.home(me) / ASSIGNMENT / "feedback").iterdir())
     allowed = [room.home(me) / nb, room.hub.exchange / "convlab" / "outbound" / nb,
@@ -99,7 +100,7 @@ def test_a_students_environment_names_nothing_of_the_staffs(classroom, graded_cl
 
 def test_every_home_is_private(classroom):
     """useradd made them 0755 here (Debian's UMASK 022); the hub closes them before a server starts."""
-    for user in [classroom.instructor, *classroom.students]:
+    for user in [classroom.instructor, classroom.co_instructor, *classroom.students]:
         mode = classroom.home(user).stat().st_mode & 0o777
         assert mode & 0o077 == 0, f"{user}'s home is {mode:o}"
 

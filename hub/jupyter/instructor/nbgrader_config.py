@@ -1,4 +1,5 @@
-"""nbgrader for a convlab instructor on the hub: the course folder is ~/convlab.
+"""nbgrader for a convlab instructor on the hub: the course folder is ~/convlab, on the hub a link
+to the staff's shared course CONVLAB_COURSE_DIR (every instructor and TA: one gradebook).
 
     (this file is found through JUPYTER_CONFIG_PATH; ~/convlab is made by the instructor's own
     server, jupyter_server_config.py beside this file: nothing is written into a home as root)
@@ -26,6 +27,9 @@ if ROOT not in sys.path:
 load_subconfig("nbgrader_config.py", path=os.path.join(ROOT, "grader"))  # noqa: F821
 
 c.CourseDirectory.course_id = "convlab"
+# Several instructors and TAs, one course: what nbgrader makes in the course and the exchange is
+# group-writable (the course folders belong to convlab-staff, setgid; see hub/jupyterhub_config.py).
+c.CourseDirectory.groupshared = True
 c.CourseDirectory.root = COURSE
 c.CourseDirectory.source_directory = os.path.join(ROOT, "solutions")
 c.CourseDirectory.release_directory = "release"

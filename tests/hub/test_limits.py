@@ -1,0 +1,38 @@
+"""hub/limits.py without a hub: reading limits, and a real cgroup (as root, where this machine's
+cgroups can be written) that holds a process to its memory limit."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hub import limits
+
+
+def test_limits_are_read_as_written():
+    assert limits.parse_limits("2G", "1") == limits.Limits(2 * 2**30, 1.0)
+    assert limits.parse_limits("512M", "0.5") == limits.Limits(512 * 2**20, 0.5)
+    assert not limits.parse_limits("0", "0")
+    with pytest.raises(ValueError, match="write e.g. 2G"):
+        limits.parse_limits("two gigs", "1")
+    with pytest.raises(ValueError, match="number of CPUs"):
+        limits.parse_limits("2G", "all")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes a cgroup")
+def test_a_process_in_its_users_cgroup_is_stopped_past_the_limit():
+    user = f"test{os.getpid()}"
+    folders = limits.prepare(user, limits.Limits(memory=200 * 2**20, cpus=0.5))
+    try:
+        code = ("import os, sys; from hub import limits; from pathlib import Path; "
+                f"limits.enter([Path(p) for p in {[str(f) for f in folders]!r}], os.getpid()); "
+                "b = b'x' * (600 * 2**20); print('SURVIVED')")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert proc.returncode == -9 and "SURVIVED" not in proc.stdout, (proc.returncode, proc.stdout, proc.stderr)
+        small = subprocess.run([sys.executable, "-c", code.replace("600", "20")], capture_output=True, text=True)
+        assert small.returncode == 0 and "SURVIVED" in small.stdout, small.stderr
+    finally:
+        limits.release(user)
+    assert not any(f.exists() for f in folders)
