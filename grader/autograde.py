@@ -400,6 +400,10 @@ def write_last_run(out: Path, jobs: list[Job], results: list[dict]) -> None:
     write_atomic(out / LAST_RUN, json.dumps(rows, indent=1))
 
 
+_UMASK = os.umask(0o022)       # this process's umask, read once (setting it is process-wide)
+os.umask(_UMASK)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write `text` (UTF-8) to `path` through a temporary file beside it, replaced in one step: a
     reader sees the old file or the new one, never a part; a failed write leaves no trace."""
@@ -407,7 +411,8 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        with os.fdopen(fd, "wb") as f:
+        os.fchmod(fd, 0o666 & ~_UMASK)        # as a plain open() would (mkstemp makes it 0600): on
+        with os.fdopen(fd, "wb") as f:        # the hub the staff group shares the course folder
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

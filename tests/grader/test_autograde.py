@@ -731,3 +731,11 @@ def test_autograde_killed_at_any_moment_then_run_again_grades_as_one_run(tmp_pat
         runs[name].append(_gradebook_dump(db_url))
     assert runs["killed"] == runs["uninterrupted"]
     assert "solved,01_cross_correlation,23,23,graded" in runs["killed"][0]
+
+
+def test_written_files_follow_the_umask_as_a_plain_open_would(tmp_path):
+    """Check that write_atomic's files get the process's umask, not mkstemp's 0600: on the hub the
+    staff group shares the course folder (umask 002), and another instructor must read results."""
+    target = tmp_path / "shared.json"
+    autograde.write_atomic(target, "{}")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~autograde._UMASK
