@@ -84,7 +84,7 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils as nbutils
 from nbgrader.api import Comment, Grade, Gradebook, GradeCell, MissingEntry, SolutionCell, TaskCell, get_alembic_version
-from nbgrader.preprocessors import SaveAutoGrades
+from nbgrader.preprocessors import AssignLatePenalties, SaveAutoGrades
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
@@ -171,12 +171,24 @@ class Job:
 # ---------------------------------------------------------------------------------------------
 # configuration and the gradebook
 
+def _config(config_dir: Path):
+    from traitlets.config.loader import PyFileConfigLoader
+    return PyFileConfigLoader("nbgrader_config.py", path=str(config_dir)).load_config()
+
+
 def course_config(config_dir: Path):
     """nbgrader's CourseDirectory as configured by config_dir/nbgrader_config.py."""
     from nbgrader.coursedir import CourseDirectory
-    from traitlets.config.loader import PyFileConfigLoader
-    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(config_dir)).load_config()
-    return CourseDirectory(config=cfg)
+    return CourseDirectory(config=_config(config_dir))
+
+
+@functools.cache
+def late_penalties(config_dir: Path) -> AssignLatePenalties:
+    """nbgrader's AssignLatePenalties as the course configures it (its LateSubmissionPlugin and
+    penalty method, e.g. `c.LateSubmissionPlugin.penalty_method = "zero"`), once per run."""
+    late = AssignLatePenalties(config=_config(config_dir))
+    late.init_plugin()
+    return late
 
 
 def ensure_assignment(assignment: str, db_url: str, config_dir: Path, source: nbformat.NotebookNode,
@@ -576,7 +588,7 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
             written = True
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
-                _save_to_gradebook(job, gb)
+                _save_to_gradebook(job, gb, late_penalties(opts.config_dir))
             job.timings["record"] = time.monotonic() - t
         except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
             status, died, cells = "error", "grader", []
@@ -599,9 +611,10 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
     return result
 
 
-def _save_to_gradebook(job: Job, gb: Gradebook) -> None:
-    """What `nbgrader autograde` records: the student, the submission, SaveAutoGrades' scores
-    (on a failure the session is rolled back, so the next submission starts clean)."""
+def _save_to_gradebook(job: Job, gb: Gradebook, late: AssignLatePenalties) -> None:
+    """What `nbgrader autograde` records: the student, the submission (with its timestamp),
+    SaveAutoGrades' scores and AssignLatePenalties' penalty, in one commit (on a failure the
+    session is rolled back, so the next submission starts clean)."""
     try:
         gb.update_or_create_student(job.student)
         timestamp = _timestamp(job.path.parent)
@@ -610,9 +623,26 @@ def _save_to_gradebook(job: Job, gb: Gradebook) -> None:
         else:
             gb.update_or_create_submission(job.assignment, job.student)
         _SaveAutoGrades().save(gb, job.nb, job.assignment, job.student)
+        _assign_late_penalty(gb, job, late)
+        gb.db.commit()
     except BaseException:
         gb.db.rollback()
         raise
+
+
+def _assign_late_penalty(gb: Gradebook, job: Job, late: AssignLatePenalties) -> None:
+    """AssignLatePenalties.preprocess on the run's session (its plugin and checks, the same rows;
+    nbgrader's opens a gradebook of its own for every notebook): the notebook's penalty from how
+    late the submission's timestamp is after the assignment's due date (and the student's
+    extension), none when it is not late."""
+    submission = gb.find_submission(job.assignment, job.student)
+    notebook = gb.find_submission_notebook(job.assignment, job.assignment, job.student)
+    notebook.late_submission_penalty = None
+    gb.db.flush()
+    if submission.total_seconds_late > 0:
+        penalty = late.plugin_inst.late_submission_penalty(job.student, notebook.score, submission.total_seconds_late)
+        if penalty is not None:
+            notebook.late_submission_penalty = late._check_late_penalty(notebook, penalty)
 
 
 class _SaveAutoGrades(SaveAutoGrades):
@@ -620,15 +650,16 @@ class _SaveAutoGrades(SaveAutoGrades):
     commits after every cell, an fsync each on SQLite (~0.4 s per notebook on this machine)."""
 
     def save(self, gb: Gradebook, nb: nbformat.NotebookNode, assignment: str, student: str) -> None:
+        """Save the notebook's scores, flushed; the caller commits (or rolls back on a failure)."""
         self.gradebook, self.notebook_id, self.assignment_id, self.student_id = (
             _SubmittedRows(gb, assignment, assignment, student), assignment, assignment, student)
-        commit, gb.db.commit = gb.db.commit, gb.db.flush      # what SaveAutoGrades calls per cell
-        try:                                                  # (a failure: the caller rolls back)
+        gb.db.commit = gb.db.flush                            # what SaveAutoGrades calls per cell
+        try:
             for i, cell in enumerate(nb.cells):
                 self.preprocess_cell(cell, {}, i)
         finally:
             del gb.db.commit
-        commit()
+        gb.db.flush()
 
 
 class _SubmittedRows:

@@ -637,7 +637,7 @@ def test_lone_surrogates_in_a_submitted_notebook_are_repaired(tmp_path, course_c
     job.nb = sanitized
     with Gradebook(db_url) as gb, warnings.catch_warnings():
         warnings.simplefilter("ignore")             # SQLAlchemy's, about nbgrader's own session use
-        autograde._save_to_gradebook(job, gb)
+        autograde._save_to_gradebook(job, gb, autograde.late_penalties(course_config))
 
 
 def test_a_gradebook_failure_while_reading_a_submission_is_an_error_not_cached(tmp_path, course_config, monkeypatch):
@@ -739,3 +739,39 @@ def test_written_files_follow_the_umask_as_a_plain_open_would(tmp_path):
     target = tmp_path / "shared.json"
     autograde.write_atomic(target, "{}")
     assert target.stat().st_mode & 0o777 == 0o666 & ~autograde._UMASK
+
+
+@pytest.mark.slow
+def test_late_submissions_get_the_courses_penalty_as_nbgrader_gives_it(tmp_path, monkeypatch):
+    """Check that a submission whose timestamp is after the assignment's due date gets the penalty
+    the course's LateSubmissionPlugin gives (here 'zero': the penalty is the score), one on time
+    gets none, and each equals what nbgrader's own AssignLatePenalties records on the same
+    gradebook; the feedback page then shows the final score."""
+    from datetime import datetime
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import AssignLatePenalties
+    subs = _subs(tmp_path, late=submissions.solved(A), ontime=submissions.solved(A))
+    (subs / "late" / A / "timestamp.txt").write_text("2026-03-02 09:00:00.000000 UTC")
+    (subs / "ontime" / A / "timestamp.txt").write_text("2026-02-28 09:00:00.000000 UTC")
+    course, db_url = _kill_course(tmp_path, "late")
+    with (course / "nbgrader_config.py").open("a") as f:
+        f.write("c.LateSubmissionPlugin.penalty_method = 'zero'\n")
+    from grader.course import use_this_environment
+    use_this_environment()                          # nbgrader runs alembic from PATH
+    with Gradebook(db_url) as gb:
+        gb.add_assignment(A, duedate=datetime(2026, 3, 1, 12, 0))
+    autograde.late_penalties.cache_clear()
+    rows, _, _ = _graded_without_kernels(subs, course, db_url, tmp_path / "out", monkeypatch)
+    assert [r[:3] for r in rows] == [("late", "graded", 23), ("ontime", "graded", 23)]
+
+    def penalties():
+        with Gradebook(db_url) as gb:
+            return {s: gb.find_submission_notebook(A, A, s).late_submission_penalty for s in ("late", "ontime")}
+
+    ours = penalties()
+    assert ours == {"late": 23, "ontime": None}
+    theirs = AssignLatePenalties(config=autograde._config(course))
+    for student in ("late", "ontime"):
+        theirs.preprocess(nbformat.v4.new_notebook(), {"nbgrader": {"notebook": A, "assignment": A,
+                                                                   "student": student, "db_url": db_url}})
+    assert penalties() == ours
