@@ -140,11 +140,7 @@ def bind(ns: dict, tamper=None, sources=(STUDENT,)):
     link = examiner.Link(Loopback(ns, tamper).raw_input, list(sources))
     wanted = sorted(k for k in ns if not k.startswith("_"))
     answer = link.ask({"op": "describe", "names": wanted}, "names", expected={})
-    names = link.decode(answer["value"], "names")
-    for name, value in names.items():
-        if type(value) is examiner.RemoteCallable:
-            value.__name__ = name
-    return names, link
+    return examiner.described(link, wanted, answer["value"]), link
 
 
 @pytest.fixture
@@ -403,3 +399,33 @@ def test_the_agents_backward_is_the_vector_jacobian_product_exactly(grad_enabled
     assert all(torch.equal(a, b) for a, b in zip(got, want))
     with pytest.raises(RuntimeError, match="shape"):
         agent.op_backward({"call": "c", "grads": [wire.encode_tensor(gY[0]), wire.encode_tensor(gZ)]})
+
+
+RENAMED = STUDENT + '''
+class Quick(nn.Module):
+    def __init__(self, kernel_size):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(kernel_size))
+
+    def forward(self, X):
+        return F.conv2d(X[None, None], self.weight[None, None])[0, 0]
+
+Quick.__name__ = Conv2D.__name__          # the name of the honest class
+'''
+
+
+def test_the_by_hand_check_reads_the_name_a_test_calls_not_the_one_a_class_gives_itself():
+    """Check that a class whose __name__ is an honest class's is checked as the name the test
+    uses (the examiner read the honest class's source, and the call passed)."""
+    ns: dict = {}
+    exec(compile(RENAMED, "<student>", "exec"), ns)
+    names, _ = bind(ns, sources=(RENAMED,))
+    X = torch.randn(4, 4)
+    layer = names["Quick"]((2, 2))
+    assert type(layer).__name__ == "Conv2D"                    # what the student's object says it is
+    with convlab.forbid_torch_functions(convlab.CONVOLUTIONS, "by hand, please"):
+        names["Conv2D"]((2, 2))(X)                              # the honest class passes
+        with pytest.raises(AssertionError, match="your code for Quick uses conv2d: `F.conv2d`"):
+            layer(X)
+        with pytest.raises(AssertionError, match="your code for Quick uses conv2d"):
+            names["Quick"]((2, 2))

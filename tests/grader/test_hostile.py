@@ -450,6 +450,22 @@ def _catalog(tmp: Path) -> dict:
         "wrong_file_name": ("wrong-name", "missing", None),
         **{name: (functools.partial(_plain_files_only, tmp, name), "invalid", None) for name in REFUSED},
         "active_content": (_at_end(solved, ACTIVE_CONTENT), "graded", None),
+        # by hand, dodged: a top-level alias of F.conv2d called from another thread (the mode that
+        # sees calls is per thread; the old check read only corr2d's own def) ...
+        "by_hand_thread_alias": (_edit(solved, "corr2d_impl", source=(
+            "import threading\n_c = F.conv2d\n\n"
+            "def corr2d(X, K):\n    out = []\n"
+            "    worker = threading.Thread(target=lambda: out.append(_c(X[None, None].float(), K[None, None].float())[0, 0]))\n"
+            "    worker.start()\n    worker.join()\n    return out[0]\n")), "graded", "corr2d_by_hand"),
+        # ... and a class named like an honest one (the old check read the source of its __name__),
+        # whose forward switches the mode off
+        "by_hand_renamed_class": (_edit(solved, "conv2d_impl", source=(
+            "class Honest(nn.Module):\n    def __init__(self, kernel_size):\n        super().__init__()\n"
+            "        self.weight = nn.Parameter(torch.rand(kernel_size))\n        self.bias = nn.Parameter(torch.zeros(1))\n\n"
+            "    def forward(self, X):\n        return corr2d(X, self.weight) + self.bias\n\n\n"
+            "class Conv2D(Honest):\n    def forward(self, X):\n        with torch._C.DisableTorchFunction():\n"
+            "            return F.conv2d(X[None, None], self.weight[None, None])[0, 0] + self.bias\n\n\n"
+            "Conv2D.__name__ = 'Honest'\n")), "graded", "conv2d_by_hand"),
     }
 
 
@@ -531,6 +547,8 @@ MESSAGES = {
     "forged_frame": ("corr2d_output_shape", "answered another request"),
     "steal_and_answer": ("corr2d_worked_example", "could not reach the student's names"),
     "by_hand_bypass": ("corr2d_by_hand", "uses conv2d"),
+    "by_hand_thread_alias": ("corr2d_by_hand", "starts threads or processes, which the grader cannot check"),
+    "by_hand_renamed_class": ("conv2d_by_hand", "your code for Conv2D uses torch._C"),
 }
 
 
