@@ -51,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("assignments", nargs="*", help="assignment names (default: all)")
     p = sub.add_parser("autograde", help="grade a folder of submissions, sandboxed and in parallel")
     p.add_argument("submissions", type=Path, help="folder laid out <student_id>/<assignment>/<assignment>.ipynb")
-    p.add_argument("--workers", type=int, default=autograde.Options.workers,
-                   help="submissions graded at once (default: the number of cores)")
+    p.add_argument("--workers", type=int, default=autograde.usable_cpus(),
+                   help="submissions graded at once (default: the CPUs this process may use: its "
+                        "affinity and cgroup quota, %(default)s here)")
     p.add_argument("--timeout", type=float, default=autograde.Options.timeout,
                    help="seconds for a whole notebook (default: %(default)s)")
     p.add_argument("--call-timeout", type=float, default=autograde.Options.call_timeout,

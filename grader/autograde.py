@@ -141,7 +141,7 @@ class GraderError(Exception):
 
 @dataclass
 class Options:
-    workers: int = max(1, os.cpu_count() or 1)
+    workers: int = field(default_factory=lambda: usable_cpus())
     timeout: float = 120.0
     memory: int = 2 * 2**30
     out: Path = ROOT / "grader"
@@ -170,6 +170,39 @@ class Job:
 
 # ---------------------------------------------------------------------------------------------
 # configuration and the gradebook
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity, capped by its cgroup's CPU quota (cgroup v2
+    cpu.max or v1 cpu.cfs_quota_us, e.g. an instructor's limit on the class hub), at least 1."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(n, int(quota)) if quota else n)
+
+
+def _cgroup_quota() -> float | None:
+    """CPUs allowed by this process's cgroup quota (None: no quota, or no cgroup to read)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":                                  # v2: "max 100000" or "50000 100000"
+            for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+                f = root / path.lstrip("/") / "cpu.max"
+                if f.is_file():
+                    quota, period = f.read_text().split()
+                    return None if quota == "max" else int(quota) / int(period)
+        elif "cpu" in controllers.split(","):                   # v1
+            base = Path("/sys/fs/cgroup") / controllers / path.lstrip("/")
+            try:
+                quota = int((base / "cpu.cfs_quota_us").read_text())
+                period = int((base / "cpu.cfs_period_us").read_text())
+            except (OSError, ValueError):
+                continue
+            return None if quota <= 0 else quota / period
+    return None
+
 
 def _config(config_dir: Path):
     from traitlets.config.loader import PyFileConfigLoader

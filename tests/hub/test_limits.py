@@ -36,3 +36,23 @@ def test_a_process_in_its_users_cgroup_is_stopped_past_the_limit():
     finally:
         limits.release(user)
     assert not any(f.exists() for f in folders)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes a cgroup")
+def test_the_grader_sizes_its_workers_to_the_cpus_it_may_use():
+    """An instructor limited to 1 CPU (on a machine with more) grades with 1 worker by default."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs a machine with 2 CPUs or more to show the cap")
+    user = f"cpu{os.getpid()}"
+    folders = limits.prepare(user, limits.Limits(cpus=1))
+    try:
+        code = ("import os; from hub import limits; from pathlib import Path; "
+                f"limits.enter([Path(p) for p in {[str(f) for f in folders]!r}], os.getpid()); "
+                "from grader.autograde import usable_cpus, Options; print(usable_cpus(), Options().workers)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert proc.stdout.split() == ["1", "1"], proc.stdout + proc.stderr
+        free = subprocess.run([sys.executable, "-c", "from grader.autograde import usable_cpus; print(usable_cpus())"],
+                              capture_output=True, text=True)
+        assert int(free.stdout) == len(os.sched_getaffinity(0))
+    finally:
+        limits.release(user)
