@@ -291,6 +291,37 @@ BY_HAND_BYPASS = "def corr2d(X, K):\n    return F.conv2d(X[None, None].float(), 
 ZEROES_ITS_INPUT = ("def corr2d(X, K):\n    X.zero_()\n"
                     "    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)\n")
 
+# What a student's kernel sends that the grader could not write or read (issue 23): a lone
+# surrogate (UTF-8 cannot encode it: the graded notebook's write failed after the gradebook's
+# commit), a display whose text/plain is a number (nbformat's validator raised), and a frame nested
+# 100,000 deep on the kernel's socket (RecursionError): each gave `error`, graded again forever.
+LONE_SURROGATE = 'print("\\ud800")'
+NUMBER_DISPLAY = 'display({"text/plain": 0}, raw=True)'
+DEEP_FRAME = """
+import os, socket, stat, struct
+fd = [int(n) for n in os.listdir("/proc/self/fd") if n.isdigit() and int(n) > 2
+      and os.path.exists(f"/proc/self/fd/{n}") and stat.S_ISSOCK(os.stat(f"/proc/self/fd/{n}").st_mode)][0]
+deep = b"[" * 100000 + b"]" * 100000
+socket.socket(fileno=os.dup(fd)).sendall(struct.pack(">I", len(deep)) + deep)
+"""
+# ... and a notebook whose own JSON holds lone surrogates (escaped) in an answer and a cell's metadata.
+SURROGATE_ANSWER = "# notes \ud800\n"
+
+
+def _surrogates_in_notebook(base) -> bytes:
+    nb = _edit(base, "corr2d_impl", source=SURROGATE_ANSWER + base.cells[_index(base, "corr2d_impl")].source)
+    nb.cells[_index(nb, "corr2d_impl")].metadata["tags"] = ["\udc80"]
+    return json.dumps(nb).encode()          # (ascii: the surrogates escaped, as a JSON writer may)
+
+
+def _in_last_answer(base, source: str):
+    """`base` whose last answer (conv2d_impl) ends with `source`: the tests after it still run."""
+    nb = copy.deepcopy(base)
+    cell = nb.cells[_index(nb, "conv2d_impl")]
+    cell.source = cell.source.rstrip() + "\n\n" + source.strip() + "\n"
+    return nb
+
+
 # Submissions that are not plain files: links to the course's solution notebook or to a file only
 # root may read (the grader may run as root), a FIFO. Each builder makes the student's folder.
 SECRET = "SECRET-ONLY-ROOT-MAY-READ-0f3a"
@@ -387,7 +418,8 @@ SANDBOX_CASES = ("correct", "untouched", "wrong", "deleted_test", "steal_and_ans
                  "look_for_hidden", "keyboard_interrupt_loop", "infinite_loop", "os_exit", "memory_hog",
                  "print_flood", "fork_bomb", "snoop", "network", "malformed_json")
 NEEDS_ALL_CASES = ("test_slow_call_fails_only_its_tests", "test_links_and_special_files_are_refused_unread",
-                   "test_no_secret_reaches_any_output", "test_no_active_content_reaches_the_graded_notebook")
+                   "test_no_secret_reaches_any_output", "test_no_active_content_reaches_the_graded_notebook",
+                   "test_what_a_kernel_sends_is_never_the_graders_error")
 
 
 def catalog(tmp: Path) -> dict:
@@ -450,6 +482,10 @@ def _catalog(tmp: Path) -> dict:
         "wrong_file_name": ("wrong-name", "missing", None),
         **{name: (functools.partial(_plain_files_only, tmp, name), "invalid", None) for name in REFUSED},
         "active_content": (_at_end(solved, ACTIVE_CONTENT), "graded", None),
+        "lone_surrogate": (_in_last_answer(solved, LONE_SURROGATE), "graded", None),
+        "number_display": (_in_last_answer(solved, NUMBER_DISPLAY), "graded", None),
+        "deep_frame": (_in_last_answer(solved, DEEP_FRAME), "crashed", "conv2d_parameters"),
+        "surrogates_in_notebook": (_surrogates_in_notebook(solved), "graded", None),
         # by hand, dodged: a top-level alias of F.conv2d called from another thread (the mode that
         # sees calls is per thread; the old check read only corr2d's own def) ...
         "by_hand_thread_alias": (_edit(solved, "corr2d_impl", source=(
@@ -648,3 +684,24 @@ def test_no_active_content_reaches_the_graded_notebook(graded):
         "<IPython.core.display.HTML object>", "<IPython.core.display.Javascript object>",
         "<IPython.core.display.SVG object>", "<IPython.core.display.Markdown object>", note, "a picture",
         "<IPython.core.display.Image object>"]
+
+
+def test_what_a_kernel_sends_is_never_the_graders_error(graded):
+    """Check that a lone surrogate printed or in the notebook's own JSON, and a display whose
+    text/plain is a number, are graded with full marks (the surrogates written as U+FFFD, the
+    number's display as a note), and that a frame nested 100,000 deep is the submission's
+    `crashed`, saying what was refused, with the tests before it graded: never `error`."""
+    _, by_name, tmp = graded
+    for name in ("lone_surrogate", "number_display", "surrogates_in_notebook"):
+        r = by_name[name]
+        assert (r["status"], r["score"]) == ("graded", r["max_score"]), (name, r["messages"])
+    last = nbformat.read(tmp / "out" / "autograded" / "lone_surrogate" / A / f"{A}.ipynb", as_version=4)
+    assert last.cells[_index(last, "conv2d_impl")].outputs[-1].text == "\ufffd\n"
+    answer = nbformat.read(tmp / "out" / "autograded" / "surrogates_in_notebook" / A / f"{A}.ipynb", as_version=4)
+    assert answer.cells[_index(answer, "corr2d_impl")].source.startswith("# notes \ufffd\n")
+    shown = nbformat.read(tmp / "out" / "autograded" / "number_display" / A / f"{A}.ipynb", as_version=4)
+    assert "output not kept" in shown.cells[_index(shown, "conv2d_impl")].outputs[-1].data["text/plain"]
+    deep = by_name["deep_frame"]
+    assert "the student's kernel sent a message nested more than 64 deep" in deep["messages"], deep["messages"]
+    passed = {c["grade_id"] for c in deep["cells"] if c["passed"]}
+    assert "corr2d_worked_example" in passed and "conv2d_parameters" not in passed, deep["cells"]
