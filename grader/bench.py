@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader.bench", description=__doc__)
     parser.add_argument("--n", type=int, default=24, help="number of submissions (default: 24)")
     parser.add_argument("--assignment", default=None, help="default: the first assignment")
-    parser.add_argument("--workers", type=int, default=autograde.Options.workers)
+    parser.add_argument("--workers", type=int, default=autograde.usable_cpus())
     parser.add_argument("--skip-nbgrader", action="store_true", help="only time our autograde")
     parser.add_argument("--per-kernel-too", action="store_true",
                         help="also time our autograde with one new sandbox per submission (--no-fork-server)")
