@@ -775,3 +775,13 @@ def test_late_submissions_get_the_courses_penalty_as_nbgrader_gives_it(tmp_path,
         theirs.preprocess(nbformat.v4.new_notebook(), {"nbgrader": {"notebook": A, "assignment": A,
                                                                    "student": student, "db_url": db_url}})
     assert penalties() == ours
+
+
+def test_the_bench_and_the_cli_build_their_options():
+    """Check that `python -m grader.bench` and `python -m grader autograde` parse their options
+    (their defaults come from autograde; one broke the bench when a default became a factory)."""
+    import subprocess
+    import sys
+    for module in (["grader.bench"], ["grader", "autograde"]):
+        proc = subprocess.run([sys.executable, "-m", *module, "--help"], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0 and "--workers" in proc.stdout, proc.stderr
