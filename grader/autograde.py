@@ -349,6 +349,11 @@ def discover(submissions: Path, assignments: list[str]) -> tuple[list[Job], list
     jobs, warnings = [], []
     for entry in _entries(submissions):
         student, student_dir = entry.name, Path(entry.path)
+        if not _text(student):
+            warnings.append(f"{student.encode('utf-8', 'replace').decode()!r}: a folder name that is not "
+                            "UTF-8 text cannot be a student id (nbgrader's gradebook and grades.csv need one): "
+                            "ignored; rename it to the student's id")
+            continue
         kind = integrity.special(entry.stat(follow_symlinks=False).st_mode)
         if kind:
             message = f"the student folder {student} is {kind}: {integrity.PLAIN_ONLY}"
@@ -362,6 +367,15 @@ def discover(submissions: Path, assignments: list[str]) -> tuple[list[Job], list
                 warnings.append(f"{student}/{extra.name}: not an assignment of this course, ignored")
         jobs += [_job(student, student_dir, a) for a in assignments]
     return jobs, warnings
+
+
+def _text(name: str) -> bool:
+    """Is a file name (surrogate-escaped bytes where it was not UTF-8) plain UTF-8 text?"""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _job(student: str, student_dir: Path, a: str) -> Job:

@@ -785,3 +785,14 @@ def test_the_bench_and_the_cli_build_their_options():
     for module in (["grader.bench"], ["grader", "autograde"]):
         proc = subprocess.run([sys.executable, "-m", *module, "--help"], capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 0 and "--workers" in proc.stdout, proc.stderr
+
+
+def test_a_student_folder_whose_name_is_not_utf8_is_skipped_with_a_warning(tmp_path):
+    """Check that a folder name of bytes that are not UTF-8 (an LMS zip can carry one) is
+    skipped with a warning that says what to do, and the other students are still found (it
+    made the whole run fail in write_tables)."""
+    subs = _subs(tmp_path, ann=submissions.untouched(A))
+    os.mkdir(os.path.join(os.fsencode(subs), b"bad\xff"))
+    jobs, warnings = autograde.discover(subs, [A])
+    assert [j.student for j in jobs] == ["ann"]
+    assert any("not UTF-8" in w and "rename it" in w for w in warnings), warnings
