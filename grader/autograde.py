@@ -642,6 +642,14 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
             job.message = f"could not record the grade: {type(err).__name__}: {err}"
             if written:
                 dest.unlink(missing_ok=True)
+    elif status == "missing" and job.path.parent.is_dir() and not job.path.parent.is_symlink():
+        try:                                        # the folder, without the notebook: a zero
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _save_missing(job, gb, late_penalties(opts.config_dir))
+        except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
+            status, died = "error", "grader"
+            job.message = f"could not record the missing notebook's zero: {type(err).__name__}: {err}"
     messages = list(job.findings)
     if job.message:
         messages.insert(0, job.message)
@@ -670,6 +678,23 @@ def _save_to_gradebook(job: Job, gb: Gradebook, late: AssignLatePenalties) -> No
         else:
             gb.update_or_create_submission(job.assignment, job.student)
         _SaveAutoGrades().save(gb, job.nb, job.assignment, job.student)
+        _assign_late_penalty(gb, job, late)
+        gb.db.commit()
+    except BaseException:
+        gb.db.rollback()
+        raise
+
+
+def _save_missing(job: Job, gb: Gradebook, late: AssignLatePenalties) -> None:
+    """A student who handed in the assignment's folder without its notebook (a wrong file name):
+    the submission with a zero for every graded cell, as `nbgrader autograde` records a missing
+    notebook (auto score 0, nothing to grade by hand)."""
+    try:
+        gb.update_or_create_student(job.student)
+        timestamp = _timestamp(job.path.parent)
+        gb.update_or_create_submission(job.assignment, job.student, **({"timestamp": timestamp} if timestamp else {}))
+        for grade in gb.find_submission_notebook(job.assignment, job.assignment, job.student).grades:
+            grade.auto_score, grade.needs_manual_grade = 0, False
         _assign_late_penalty(gb, job, late)
         gb.db.commit()
     except BaseException:

@@ -796,3 +796,27 @@ def test_a_student_folder_whose_name_is_not_utf8_is_skipped_with_a_warning(tmp_p
     jobs, warnings = autograde.discover(subs, [A])
     assert [j.student for j in jobs] == ["ann"]
     assert any("not UTF-8" in w and "rename it" in w for w in warnings), warnings
+
+
+@pytest.mark.slow
+def test_a_missing_notebook_gets_a_zero_in_the_gradebook_as_nbgrader_gives_it(tmp_path, monkeypatch):
+    """Check that a student who handed in the assignment's folder without its notebook (a wrong
+    file name) gets `missing` and, in the gradebook, the submission with a zero for every graded
+    cell and nothing to grade by hand (what `nbgrader autograde` records for a missing notebook);
+    a student with no folder for the assignment gets no submission at all."""
+    from nbgrader.api import Gradebook, MissingEntry
+    subs = _subs(tmp_path, ann=submissions.solved(A))
+    wrong = subs / "bob" / A
+    wrong.mkdir(parents=True)
+    nbformat.write(submissions.solved(A), wrong / "my_lesson.ipynb")
+    (wrong / "timestamp.txt").write_text("2026-03-02 09:00:00.000000 UTC")
+    (subs / "cy" / "another_folder").mkdir(parents=True)
+    course, db_url = _kill_course(tmp_path, "missing")
+    rows, _, _ = _graded_without_kernels(subs, course, db_url, tmp_path / "out", monkeypatch)
+    assert [r[:3] for r in rows] == [("ann", "graded", 23), ("bob", "missing", 0), ("cy", "missing", 0)]
+    with Gradebook(db_url) as gb:
+        bob = gb.find_submission_notebook(A, A, "bob")
+        assert bob.grades and all(g.auto_score == 0 and not g.needs_manual_grade for g in bob.grades)
+        assert gb.find_submission(A, "bob").score == 0 and str(gb.find_submission(A, "bob").timestamp).startswith("2026-03-02")
+        with pytest.raises(MissingEntry):
+            gb.find_submission(A, "cy")
