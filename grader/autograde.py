@@ -646,7 +646,7 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
         try:                                        # the folder, without the notebook: a zero
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _save_missing(job, gb, late_penalties(opts.config_dir))
+                _save_to_gradebook(job, gb, late_penalties(opts.config_dir))
         except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
             status, died = "error", "grader"
             job.message = f"could not record the missing notebook's zero: {type(err).__name__}: {err}"
@@ -667,34 +667,20 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
 
 
 def _save_to_gradebook(job: Job, gb: Gradebook, late: AssignLatePenalties) -> None:
-    """What `nbgrader autograde` records: the student, the submission (with its timestamp),
-    SaveAutoGrades' scores and AssignLatePenalties' penalty, in one commit (on a failure the
-    session is rolled back, so the next submission starts clean)."""
-    try:
-        gb.update_or_create_student(job.student)
-        timestamp = _timestamp(job.path.parent)
-        if timestamp:
-            gb.update_or_create_submission(job.assignment, job.student, timestamp=timestamp)
-        else:
-            gb.update_or_create_submission(job.assignment, job.student)
-        _SaveAutoGrades().save(gb, job.nb, job.assignment, job.student)
-        _assign_late_penalty(gb, job, late)
-        gb.db.commit()
-    except BaseException:
-        gb.db.rollback()
-        raise
-
-
-def _save_missing(job: Job, gb: Gradebook, late: AssignLatePenalties) -> None:
-    """A student who handed in the assignment's folder without its notebook (a wrong file name):
-    the submission with a zero for every graded cell, as `nbgrader autograde` records a missing
-    notebook (auto score 0, nothing to grade by hand)."""
+    """What `nbgrader autograde` records: the student, the submission (with its timestamp), the
+    scores (SaveAutoGrades'; without a notebook, for an assignment folder handed in without it, a
+    zero on every graded cell and nothing to grade by hand, as nbgrader gives a missing notebook)
+    and AssignLatePenalties' penalty, in one commit (on a failure the session is rolled back, so
+    the next submission starts clean)."""
     try:
         gb.update_or_create_student(job.student)
         timestamp = _timestamp(job.path.parent)
         gb.update_or_create_submission(job.assignment, job.student, **({"timestamp": timestamp} if timestamp else {}))
-        for grade in gb.find_submission_notebook(job.assignment, job.assignment, job.student).grades:
-            grade.auto_score, grade.needs_manual_grade = 0, False
+        if job.nb is not None:
+            _SaveAutoGrades().save(gb, job.nb, job.assignment, job.student)
+        else:
+            for grade in gb.find_submission_notebook(job.assignment, job.assignment, job.student).grades:
+                grade.auto_score, grade.needs_manual_grade = 0, False
         _assign_late_penalty(gb, job, late)
         gb.db.commit()
     except BaseException:
