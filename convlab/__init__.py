@@ -7,7 +7,18 @@ the graded answers live in the notebooks, never here.
 >>> import convlab
 >>> convlab.seed_everything(0)
 """
-from .checks import CONVOLUTIONS, POOLING, call_each, expect_close, expect_equal, forbid_torch_functions
+from .checks import (
+    AUTOGRAD,
+    CONVOLUTIONS,
+    LAYERS,
+    POOLING,
+    by_hand,
+    call_each,
+    expect_close,
+    expect_equal,
+    expect_equal_each,
+    forbid_torch_functions,
+)
 from .data import CIFAR10_CLASSES, Cifar10Data, CorruptDataError, data_dir, load_cifar10
 from .explorers import (
     descend,
@@ -37,18 +48,22 @@ from .plotting import (
 from .seeding import seed_everything
 
 __all__ = [
+    "AUTOGRAD",
     "CIFAR10_CLASSES",
     "CONVOLUTIONS",
+    "LAYERS",
     "POOLING",
     "Cifar10Data",
     "CorruptDataError",
     "animate_corr2d",
     "animate_pool2d",
+    "by_hand",
     "call_each",
     "data_dir",
     "descend",
     "expect_close",
     "expect_equal",
+    "expect_equal_each",
     "explore_conv_windows",
     "explore_kernel",
     "explore_learning_rate",

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 import torch
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["AUTOGRAD", "CONVOLUTIONS", "POOLING", "call_each", "expect_close", "expect_equal", "forbid_torch_functions",
-           "forbidden_now"]
+__all__ = ["AUTOGRAD", "CONVOLUTIONS", "LAYERS", "POOLING", "by_hand", "call_each", "expect_close", "expect_equal",
+           "expect_equal_each", "forbid_torch_functions", "forbidden_now"]
 
 #: PyTorch's convolution functions (every route to them: F.conv2d, torch.conv2d, nn.Conv2d, the raw
 #: operators under torch.ops.aten, their backward and the backends they dispatch to, torch.nn.grad's
@@ -51,6 +51,11 @@ AUTOGRAD = frozenset({
     "vhp", "linearize", "make_dual", "unpack_dual", "_make_dual", "_unpack_dual",
 })
 
+#: Building or running PyTorch's layers: its convolution and pooling, nn.Linear's (and nn.Bilinear's)
+#: forward pass and the initialisation every nn.Conv2d and nn.Linear runs when it is built. An
+#: exercise that predicts shapes or sizes "without building or running any layer" may not call them.
+LAYERS = CONVOLUTIONS | POOLING | frozenset({"linear", "bilinear", "kaiming_uniform_", "kaiming_normal_"})
+
 # Taken at import time (before any student code runs), so reassigning `torch.allclose` and friends
 # in a notebook does not change how answers are judged.
 _allclose = torch.allclose
@@ -66,6 +71,7 @@ def expect_close(
     likely_mistakes: Mapping[str, torch.Tensor] | None = None,
     shape_hint: str = "",
     require_float: bool = True,
+    inputs: Mapping[str, torch.Tensor] | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-4,
 ) -> None:
@@ -74,7 +80,9 @@ def expect_close(
     `likely_mistakes` maps a description ("flipped the kernel") to the tensor that mistake would
     produce on this input; the message names a mistake only when `actual` reproduces its result
     (every such mistake, when several give the same result), and otherwise says where and by how
-    much `actual` is wrong.
+    much `actual` is wrong. A mistake whose result is trivial here (all zeros, or one of `inputs`,
+    which maps names to the tensors the answer was given, unchanged) is never named: many other
+    answers give that too. The message then says "your result is all zeros" (or "is X unchanged").
 
     >>> expect_close(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]))
     >>> expect_close(torch.tensor([2.0, 1.0]), torch.tensor([1.0, 2.0]), what="f(x)",
@@ -82,6 +90,11 @@ def expect_close(
     Traceback (most recent call last):
     ...
     AssertionError: f(x) is wrong: it matches what you get if you reversed the order.
+    >>> expect_close(torch.zeros(2), torch.tensor([1.0, 2.0]), what="f(x)",
+    ...              likely_mistakes={"kept only the last term": torch.zeros(2)})
+    Traceback (most recent call last):
+    ...
+    AssertionError: f(x) is wrong: your result is all zeros (at index (1,) it should be 2).
     """
     if not _is_tensor(expected):
         raise TypeError(f"expected must be a torch.Tensor, got {type(expected).__name__}")
@@ -97,7 +110,9 @@ def expect_close(
             "the inputs hold integers). Create it as floats (e.g. torch.zeros(..., "
             "dtype=torch.float32), or 1.0 rather than 1) or convert it with .float()."
         )
-    mistake = _matching_mistake(actual, likely_mistakes or {}, atol, rtol)
+    given = {name: t for name, t in (inputs or {}).items() if _is_tensor(t)}
+    mistake = _matching_mistake(actual, {m: v for m, v in (likely_mistakes or {}).items()
+                                         if not _trivial(v, given, atol, rtol)}, atol, rtol)
     if tuple(actual.shape) != tuple(expected.shape):
         if mistake:
             raise AssertionError(f"{what} is wrong: it matches what you get if you {mistake}.")
@@ -113,6 +128,13 @@ def expect_close(
         raise AssertionError(f"{what} is wrong: it matches what you get if you {mistake}.")
     diff = (a - e).abs().nan_to_num(nan=float("inf"))
     index = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+    if a.numel() and not a.any():
+        raise AssertionError(f"{what} is wrong: your result is all zeros (at index {index} it should be "
+                             f"{e[index].item():.4g}).")
+    unchanged = [name for name, t in given.items() if _same(a, t, atol, rtol)]
+    if unchanged:
+        raise AssertionError(f"{what} is wrong: your result is {unchanged[0]} unchanged (at index {index} it should "
+                             f"be {e[index].item():.4g}).")
     raise AssertionError(
         f"{what} is wrong: at index {index} it is {a[index].item():.4g} but should be "
         f"{e[index].item():.4g} ({int((diff > atol + rtol * e.abs()).sum())} of {e.numel()} "
@@ -172,6 +194,46 @@ def expect_equal(
     raise AssertionError(f"{what} is {actual!r}, but it should be {expected!r}." + (f" {rule}" if rule else ""))
 
 
+def expect_equal_each(cases: Iterable[tuple[str, object, object, Mapping[str, object] | None]], *, rule: str = "") -> None:
+    """`expect_equal` over a sweep of inputs: `cases` holds `(what, actual, expected, likely_mistakes)`.
+
+    Every case is compared before anything is reported. The message describes the first wrong case
+    and says how many are wrong; it names a mistake only when the answer reproduces that mistake's
+    value on **every** wrong case (a mistake that merely coincides with the answer on one input,
+    where two mistakes give the same value, is not named).
+
+    >>> wrong = lambda n: {"forgot the + 1": n // 2, "halved twice": n // 4}
+    >>> expect_equal_each([(f"size({n})", n // 2, n // 2 + 1, wrong(n)) for n in (2, 3, 8)])
+    Traceback (most recent call last):
+    ...
+    AssertionError: size(2) is 1, but it should be 2: it matches what you get if you forgot the + 1 (3 of 3 inputs are wrong).
+    >>> expect_equal_each([(f"size({n})", 1, n // 2 + 1, wrong(n)) for n in (2, 3, 8)])
+    Traceback (most recent call last):
+    ...
+    AssertionError: size(2) is 1, but it should be 2 (3 of 3 inputs are wrong).
+    """
+    cases = list(cases)
+    failing = []
+    for what, actual, expected, mistakes in cases:
+        try:
+            expect_equal(actual, expected, what=what)
+        except AssertionError as err:
+            failing.append((what, actual, expected, mistakes or {}, err))
+    if not failing:
+        return
+    what, actual, expected, _, err = failing[0]
+    named = _describe([m for m in failing[0][3]
+                       if all(m in ms and _plain_equal(a, ms[m]) and not _plain_equal(ms[m], e)
+                              for _, a, e, ms, _ in failing)])
+    count = f" ({len(failing)} of {len(cases)} inputs are wrong)"
+    if type(expected) is int and type(actual) is not int:
+        raise AssertionError(f"{str(err).rstrip('.')}{count}.")
+    if named:
+        raise AssertionError(f"{what} is {actual!r}, but it should be {expected!r}: it matches what you get if you "
+                             f"{named}{count}.")
+    raise AssertionError(f"{what} is {actual!r}, but it should be {expected!r}{count}." + (f" {rule}" if rule else ""))
+
+
 _PLAIN = (int, float, bool, str, type(None))
 
 
@@ -183,6 +245,18 @@ def _plain_equal(a: object, b: object) -> bool:
     if type(a) not in _PLAIN or type(b) not in _PLAIN or (type(a) is bool) != (type(b) is bool):
         return False
     return a == b
+
+
+def _same(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
+    return tuple(a.shape) == tuple(b.shape) and _allclose(a.detach().to(_float64), b.detach().to(_float64),
+                                                          atol=atol, rtol=rtol)
+
+
+def _trivial(value: object, given: Mapping[str, torch.Tensor], atol: float, rtol: float) -> bool:
+    """Whether a mistake's result is one that many answers give: all zeros, or an input unchanged."""
+    if not _is_tensor(value):
+        return False
+    return (value.numel() > 0 and not value.detach().any()) or any(_same(value, t, atol, rtol) for t in given.values())
 
 
 def _matching_mistake(
@@ -256,7 +330,7 @@ def call_each(fn: Callable, calls: Iterable[tuple[tuple, dict]]) -> Iterator:
     TypeError: can only concatenate str (not "bool") to str
     """
     calls = [(tuple(args), dict(kwargs)) for args, kwargs in calls]
-    remote = getattr(type(fn), "_convlab_call_each", None)      # the grader's proxy of your function
+    remote = getattr(type(fn), "_convlab_call_each", None)      # the grader's proxy, or by_hand's wrapper
     if remote is not None:
         return remote(fn, calls)
     results, error = [], None
@@ -273,6 +347,45 @@ def _replay(results: list, error: BaseException | None) -> Iterator:
     yield from results
     if error is not None:
         raise error
+
+
+def by_hand(fn: Callable, names: set[str] | frozenset[str], message: str) -> Callable:
+    """`fn`, made to run every call inside `forbid_torch_functions(names, message)`.
+
+    Tests of a "by hand" exercise call the student's function through it, so that **every**
+    graded call is checked, not one test of the exercise: an answer that calls what the exercise
+    forbids fails all of them. Sweeps through `call_each` keep their one message when graded.
+
+    >>> conv = by_hand(torch.nn.functional.conv2d, {"conv2d"}, "compute it by hand")
+    >>> conv(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1))
+    Traceback (most recent call last):
+    ...
+    AssertionError: compute it by hand (it called torch.conv2d)
+    """
+    return _ByHand(fn, frozenset(names), message)
+
+
+class _ByHand:
+    def __init__(self, fn: Callable, names: frozenset[str], message: str) -> None:
+        self._fn, self._names, self._message = fn, names, message
+        self.__name__ = getattr(fn, "__name__", "function")
+
+    def __call__(self, *args, **kwargs):
+        with forbid_torch_functions(self._names, self._message):
+            return self._fn(*args, **kwargs)
+
+    def _convlab_call_each(self, calls):
+        """convlab.call_each(this, calls): the calls made now, inside the block, in one sweep."""
+        results, error = [], None
+        with forbid_torch_functions(self._names, self._message):
+            try:
+                results.extend(call_each(self._fn, calls))
+            except Exception as err:  # noqa: BLE001 - raised again in its place
+                error = err
+        return _replay(results, error)
+
+    def __repr__(self) -> str:
+        return f"<{self.__name__}, by hand>"
 
 
 def forbidden_now() -> list[tuple[frozenset[str], str]]:

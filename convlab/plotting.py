@@ -525,17 +525,22 @@ def _pool2d_stepper(fig, axes, X, Y, k: int, s: int) -> Callable[[int, int], Non
 
 # --- padding, stride, dilation: which input cells each output sees (lessons 4 and 5) ---------------
 
-def _window_count(n: int, k: int, p: int, s: int, d: int, ceil_mode: bool) -> int:
-    """How many windows fit along one axis (the rule PyTorch's conv and pooling layers use)."""
-    span = d * (k - 1) + 1
-    if n + 2 * p < span:
+def _outputs_by_pytorch(n: int, k: int, p: int, s: int, d: int, ceil_mode: bool) -> int | None:
+    """How many windows PyTorch itself gives along one axis: it runs F.conv1d (or, with ceil_mode,
+    F.max_pool1d) on an empty "meta" tensor, which computes shapes only. 0 when the window does
+    not fit; None when PyTorch refuses the setting (pooling padding above half the window).
+
+    Deliberately not a formula: the lessons' size exercises ask for the formula, by hand, and a
+    graded call of theirs runs where PyTorch's convolution and pooling are forbidden."""
+    x = torch.empty(1, 1, n, device="meta")
+    try:
+        if ceil_mode:
+            if p > k // 2:
+                return None
+            return int(torch.nn.functional.max_pool1d(x, k, s, p, d, ceil_mode=True).shape[-1])
+        return int(torch.nn.functional.conv1d(x, torch.empty(1, 1, k, device="meta"), stride=s, padding=p, dilation=d).shape[-1])
+    except RuntimeError:
         return 0
-    if not ceil_mode:
-        return (n + 2 * p - span) // s + 1
-    out = -(-(n + 2 * p - span) // s) + 1
-    if (out - 1) * s >= n + p:   # the last window must start inside the input or the left padding
-        out -= 1
-    return out
 
 
 def show_conv_windows(n: int, kernel_size: int, padding: int = 0, stride: int = 1,
@@ -557,7 +562,8 @@ def show_conv_windows(n: int, kernel_size: int, padding: int = 0, stride: int = 
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
     k, p, s, d = kernel_size, padding, stride, dilation
-    out = _window_count(n, k, p, s, d, ceil_mode)
+    counted = _outputs_by_pytorch(n, k, p, s, d, ceil_mode)
+    out = counted or 0
     starts = [i * s for i in range(out)]                     # in padded coordinates
     right = max([n + 2 * p] + [st + d * (k - 1) + 1 for st in starts])
     rows = 1 + max(out, 1)
@@ -586,7 +592,9 @@ def show_conv_windows(n: int, kernel_size: int, padding: int = 0, stride: int = 
                                    edgecolor="#d62728" if off else "#a0522d",
                                    linestyle="--" if off else "-", linewidth=1))
         ax.text(-0.2, y + 0.45, f"out[{i}]", ha="right", va="center", fontsize=9)
-    if out == 0:
+    if counted is None:
+        ax.text(0, 1.45, "PyTorch's pooling refuses a padding above half the window", fontsize=10, color="#d62728")
+    elif out == 0:
         ax.text(0, 1.45, "the window does not fit: no output", fontsize=10, color="#d62728")
     mode = ", ceil_mode" if ceil_mode else ""
     ax.set_title(f"n={n}, kernel={k}, padding={p}, stride={s}, dilation={d}{mode}  →  {out} outputs",

@@ -150,9 +150,75 @@ def test_every_mistake_that_gives_the_answer_is_named():
         expect_equal(3, 2, what="f()", likely_mistakes={"did A": 3, "did B": 4, "did C": 3})
     assert str(info.value) == "f() is 3, but it should be 2: it matches what you get if you did A, or if you did C."
     with pytest.raises(AssertionError) as info:
-        expect_close(torch.tensor([0.0]), torch.tensor([1.0]),
-                     likely_mistakes={"did A": torch.tensor([0.0]), "did B": torch.tensor([0.0])})
+        expect_close(torch.tensor([3.0]), torch.tensor([1.0]),
+                     likely_mistakes={"did A": torch.tensor([3.0]), "did B": torch.tensor([3.0])})
     assert str(info.value).endswith("if you did A, or if you did B.")
+
+
+# Issue 24: messages that never guess.
+def test_a_mistake_whose_result_is_all_zeros_is_never_named():
+    """An all-zero answer is told so, not that it "kept only the last window" (whose result here is zero)."""
+    with pytest.raises(AssertionError) as info:
+        expect_close(torch.zeros(2, 2), torch.ones(2, 2), what="dK",
+                     likely_mistakes={"kept only the last window": torch.zeros(2, 2)})
+    assert str(info.value) == "dK is wrong: your result is all zeros (at index (0, 0) it should be 1)."
+
+
+def test_a_mistake_whose_result_is_an_input_unchanged_is_never_named():
+    X = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(AssertionError) as info:
+        expect_close(X.clone(), X * 2, what="f(X)", likely_mistakes={"used a 1×1 window": X.clone()}, inputs={"X": X})
+    assert str(info.value).startswith("f(X) is wrong: your result is X unchanged (at index")
+    with pytest.raises(AssertionError, match="matches what you get if you doubled it twice"):   # others still named
+        expect_close(X * 4, X * 2, likely_mistakes={"doubled it twice": X * 4}, inputs={"X": X})
+
+
+def test_a_sweep_names_only_the_mistake_that_every_wrong_input_reproduces():
+    """Lesson 5: an answer that ignores dilation equals "the stride default" mistake at one input of the
+    sweep; it is named for what it does at every wrong input."""
+    from convlab.checks import expect_equal_each
+    def cases(answer):
+        out = []
+        for n, d in [(6, 1), (6, 2), (9, 2), (7, 3)]:
+            right = (n - d * 2 - 1) // 2 + 1
+            out.append((f"size({n}, d={d})", answer(n, d), right,
+                        {"ignored dilation": (n - 3) // 2 + 1, "coincides at (6, 2)": 2 if (n, d) == (6, 2) else -1}))
+        return out
+    with pytest.raises(AssertionError) as info:
+        expect_equal_each(cases(lambda n, d: (n - 3) // 2 + 1))
+    assert str(info.value) == ("size(6, d=2) is 2, but it should be 1: it matches what you get if you ignored "
+                               "dilation (3 of 4 inputs are wrong).")
+    with pytest.raises(AssertionError) as info:     # right where d = 1, and 2 at (6, 2), 2 elsewhere: no single mistake
+        expect_equal_each(cases(lambda n, d: (n - d * 2 - 1) // 2 + 1 if d == 1 else 2), rule="The rule.")
+    assert str(info.value) == "size(6, d=2) is 2, but it should be 1 (3 of 4 inputs are wrong). The rule."
+    expect_equal_each(cases(lambda n, d: (n - d * 2 - 1) // 2 + 1))
+    with pytest.raises(AssertionError, match="a float"):
+        expect_equal_each([("size(4)", 2.0, 2, {})])
+
+
+def test_by_hand_checks_every_call_and_keeps_sweeps():
+    from convlab.checks import by_hand, call_each
+    conv = lambda x: torch.nn.functional.conv2d(x, torch.ones(1, 1, 1, 1))
+    wrapped = by_hand(conv, CONVOLUTIONS, "do it by hand")
+    for _ in range(2):
+        with pytest.raises(AssertionError, match="do it by hand"):
+            wrapped(torch.ones(1, 1, 2, 2))
+    assert torch.equal(torch.nn.functional.conv2d(torch.ones(1, 1, 1, 1), torch.ones(1, 1, 1, 1)), torch.ones(1, 1, 1, 1))
+    honest = by_hand(lambda n, k=1: n - k + 1, CONVOLUTIONS, "by hand")
+    assert list(call_each(honest, [((5,), {"k": 2}), ((3,), {})])) == [4, 3]
+    results = call_each(by_hand(lambda n: torch.nn.functional.conv1d(torch.ones(1, 1, n), torch.ones(1, 1, 1)).shape[-1]
+                                if n > 2 else n, CONVOLUTIONS, "by hand"), [((1,), {}), ((5,), {})])
+    assert next(results) == 1
+    with pytest.raises(AssertionError, match="by hand"):
+        next(results)
+
+
+def test_layers_forbid_building_and_running_layers():
+    from convlab.checks import LAYERS
+    for make in (lambda: torch.nn.Conv2d(1, 1, 3), lambda: torch.nn.Linear(2, 2),
+                 lambda: torch.nn.MaxPool2d(2)(torch.ones(1, 1, 2, 2)), lambda: torch.nn.functional.linear(torch.ones(2), torch.ones(1, 2))):
+        with pytest.raises(AssertionError, match="without layers"), forbid_torch_functions(LAYERS, "without layers"):
+            make()
 
 
 # The routes the sets name since issue 23: a test's own run (JupyterLab) catches what the grader does.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from convlab.plotting import (
-    _window_count,
+    _outputs_by_pytorch,
     animate_corr2d,
     explore_conv_windows,
     show_conv_windows,
@@ -95,16 +95,37 @@ def test_heatmaps_titles_must_match():
 
 
 def test_window_count_agrees_with_pytorch_conv_and_pooling():
-    for n, k, p, s, d in itertools.product(range(1, 10), range(1, 5), range(0, 3), range(1, 4), range(1, 3)):
-        if n + 2 * p >= d * (k - 1) + 1:
-            conv = torch.nn.functional.conv1d(torch.zeros(1, 1, n), torch.zeros(1, 1, k), padding=p,
-                                              stride=s, dilation=d)
-            assert _window_count(n, k, p, s, d, False) == conv.shape[-1], (n, k, p, s, d)
-        if p <= k // 2 and n + 2 * p >= d * (k - 1) + 1:
-            for ceil in (False, True):
-                pool = torch.nn.functional.max_pool1d(torch.zeros(1, 1, n), k, s, p, d, ceil_mode=ceil)
-                assert _window_count(n, k, p, s, d, ceil) == pool.shape[-1], (n, k, p, s, d, ceil)
-    assert _window_count(2, 3, 0, 1, 1, False) == 0
+    """The explorer's count of windows is PyTorch's, over a sweep: nn.Conv1d's without ceil_mode,
+    nn.MaxPool1d's with it, also where the window is longer than the padded input (n=1, k=2 with
+    ceil_mode gives one output; the formula it replaced said none)."""
+    checked = 0
+    for n, k, p, s, d in itertools.product(range(1, 12), range(1, 6), range(0, 3), range(1, 4), range(1, 3)):
+        x = torch.zeros(1, 1, n)
+        try:
+            conv = torch.nn.functional.conv1d(x, torch.zeros(1, 1, k), padding=p, stride=s, dilation=d).shape[-1]
+        except RuntimeError:
+            conv = 0
+        assert _outputs_by_pytorch(n, k, p, s, d, False) == conv, (n, k, p, s, d)
+        if p <= k // 2:
+            try:
+                pool = torch.nn.functional.max_pool1d(x, k, s, p, d, ceil_mode=True).shape[-1]
+            except RuntimeError:
+                pool = 0
+            assert _outputs_by_pytorch(n, k, p, s, d, True) == pool, (n, k, p, s, d, True)
+            checked += 1
+        else:
+            assert _outputs_by_pytorch(n, k, p, s, d, True) is None
+    assert checked > 500
+    assert _outputs_by_pytorch(1, 2, 0, 2, 1, True) == 1 == torch.nn.MaxPool1d(2, ceil_mode=True)(torch.zeros(1, 1, 1)).shape[-1]
+    assert _outputs_by_pytorch(2, 3, 0, 1, 1, False) == 0
+
+
+def test_window_count_is_no_answer_to_the_size_exercises():
+    """It asks PyTorch's convolution and pooling, so a size exercise that calls it fails its by-hand check."""
+    from convlab.checks import LAYERS, forbid_torch_functions
+    for ceil in (False, True):
+        with pytest.raises(AssertionError, match="by hand"), forbid_torch_functions(LAYERS, "by hand"):
+            _outputs_by_pytorch(7, 3, 1, 2, 1, ceil)
 
 
 def test_conv_windows_title_gives_the_output_count():
