@@ -1,12 +1,15 @@
 """Wrong and forbidden answers to the lessons' exercises, and what the tests must say to each
-(issue 24). `run_test_cell` runs a solution notebook's test cell against an answer in-process,
-as JupyterLab would run it in the student's kernel: the imports, every answer (the solution's,
-or the wrong one given), the read-only helper cells and the test cells before it, then the test
-cell (hidden part included).
+(issue 24). `run_test_cells` runs a solution notebook's test cells against answers in-process,
+as JupyterLab would run them in the student's kernel: the imports, every answer (the solution's,
+or the wrong one given), the read-only helper cells and the test cells (hidden parts included),
+in order. tests/grader/test_pipeline*.py grade the same answers (`submission`) with our grader
+and plain nbgrader, which must agree with this run cell by cell.
 
 Each WRONG entry: (assignment, answer cell's grade_id, answer source, test cell's grade_id,
 a fragment the failure message must hold, fragments it must not hold)."""
 from __future__ import annotations
+
+import functools
 
 import nbformat
 
@@ -137,6 +140,14 @@ def receptive_field(layers):
 def edge_magnitude(img):
     return torch.zeros(img.shape[0] - 2, img.shape[1] - 2)
 ''', "edge_magnitude_step", "your result is all zeros", ["only Gy"]),
+    "horizontal edge kernel with the opposite sign": ("02_edge_detection", "horizontal_edge_kernel_impl", '''
+def horizontal_edge_kernel():
+    return torch.tensor([[-1.0], [1.0]])
+''', "horizontal_edge_kernel_value", "flipped the sign", []),
+    "horizontal edge kernel: section 1's kernel": ("02_edge_detection", "horizontal_edge_kernel_impl", '''
+def horizontal_edge_kernel():
+    return torch.tensor([[1.0, -1.0]])
+''', "horizontal_edge_kernel_value", "returned the vertical-edge kernel", []),
     "pool_output_size ignores dilation": ("05_max_pooling_cifar10", "pool_output_size_impl", '''
 def pool_output_size(n, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     stride = kernel_size if stride is None else stride
@@ -151,34 +162,56 @@ def pool_output_size(n, kernel_size, stride=None, padding=0, dilation=1, ceil_mo
 }
 
 
-def run_test_cell(assignment: str, answers: dict[str, str], test_id: str) -> str | None:
-    """The failure message of test cell `test_id` (None if it passes) when the answer cells listed
-    in `answers` (grade_id -> source) replace the solution's. Only the imports, the answers and the
-    read-only cells that are not tests run before it (no demos, no training)."""
+def run_test_cells(assignment: str, answers: dict[str, str]) -> dict[str, str | None]:
+    """Every test cell's failure message (None where it passes), in order, when the answer cells in
+    `answers` (grade_id -> source) replace the solution's: the imports, the answers and the
+    read-only cells run in one namespace, in the notebook's order, as in JupyterLab (no demos,
+    no training); a test cell runs with its hidden part."""
     nb = nbformat.read(source_notebook(assignment), as_version=4)
     ns: dict = {}
     code = [c for c in nb.cells if c.cell_type == "code"]
     exec(compile(code[0].source, "imports", "exec"), ns)            # the first code cell: the imports
+    results: dict[str, str | None] = {}
     for cell in code:
         meta = cell.metadata.get("nbgrader", {})
         gid = meta.get("grade_id")
-        if gid == test_id:
-            source = cell.source.replace("### BEGIN HIDDEN TESTS", "").replace("### END HIDDEN TESTS", "")
-            try:
-                exec(compile(source, test_id, "exec"), ns)
-            except AssertionError as err:
-                return str(err)
-            return None
         if meta.get("solution"):
             exec(compile(answers.get(gid, _solution(cell.source)), gid, "exec"), ns)
-        elif meta.get("locked") and not meta.get("grade"):
-            exec(compile(cell.source, gid, "exec"), ns)
-        elif meta.get("grade"):              # an earlier test cell: it may define helpers later ones use
+        elif meta.get("grade"):
             try:
                 exec(compile(cell.source, gid, "exec"), ns)
-            except (AssertionError, NotImplementedError):
-                pass
-    raise KeyError(f"{assignment} has no test cell {test_id}")
+                results[gid] = None
+            except AssertionError as err:
+                results[gid] = str(err)
+            except Exception as err:  # noqa: BLE001 - a test that errors fails, as when graded
+                results[gid] = f"{type(err).__name__}: {err}"
+        elif meta.get("locked"):
+            exec(compile(cell.source, gid, "exec"), ns)
+    return results
+
+
+def run_test_cell(assignment: str, answers: dict[str, str], test_id: str) -> str | None:
+    """The failure message of test cell `test_id` (None if it passes); see run_test_cells."""
+    results = run_test_cells(assignment, answers)
+    if test_id not in results:
+        raise KeyError(f"{assignment} has no test cell {test_id}")
+    return results[test_id]
+
+
+@functools.lru_cache(maxsize=None)
+def forbidden_expected(assignment: str) -> dict[str, bool]:
+    """Which test cells pass (True) with FORBIDDEN's answers of `assignment`, run in-process."""
+    return {gid: message is None for gid, message in run_test_cells(assignment, forbidden_answers(assignment)).items()}
+
+
+def forbidden_submission(assignment: str) -> nbformat.NotebookNode:
+    """The solved notebook with every FORBIDDEN answer of `assignment` (the solution where none)."""
+    return submission(assignment, forbidden_answers(assignment))
+
+
+def forbidden_answers(assignment: str) -> dict[str, str]:
+    """Every FORBIDDEN answer of `assignment`, together (answer grade_id -> source)."""
+    return {answer_id: source for a, answer_id, source, _, _ in FORBIDDEN.values() if a == assignment}
 
 
 def _solution(source: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 from grader import submissions
 from grader.course import ROOT, assignments, tool_env
 
+from .lesson_answers import FORBIDDEN, forbidden_expected
 from .test_pipeline_nbgrader import STUDENTS
 
 
@@ -73,3 +74,21 @@ def test_the_inputs_really_change(our_grades):
     for i in (0, 1):
         r = cells[(f"changes_input_{i}", "01_cross_correlation", "corr2d_integer_input")]
         assert r["passed"] == "no" and "must not modify" in r["message"], r
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_forbidden_work_scores_as_in_jupyterlab(our_grades, assignment):
+    """Answers that copy a test helper or call what their exercise forbids (lesson_answers.FORBIDDEN)
+    pass and fail, cell by cell, exactly as when run in-process (as in JupyterLab), and so as in
+    plain nbgrader (test_pipeline_nbgrader.py checks the same expectation): no points for the
+    exercises they break, and the forbidden cells fail saying what is forbidden."""
+    _, cells = our_grades
+    expected = forbidden_expected(assignment)
+    rows = {gid: r for (student, a, gid), r in cells.items() if student == "forbidden" and a == assignment}
+    assert set(rows) == set(expected), (assignment, sorted(rows), sorted(expected))
+    wrong = {gid: r["message"][:200] for gid, r in rows.items() if (r["passed"] == "yes") != expected[gid]}
+    assert not wrong, f"{assignment}: our grader differs from the in-process run in {wrong}"
+    for a, _, _, tests, fragment in FORBIDDEN.values():
+        if a == assignment:
+            for gid in tests:
+                assert rows[gid]["passed"] == "no" and float(rows[gid]["score"]) == 0, rows[gid]

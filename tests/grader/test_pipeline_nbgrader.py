@@ -12,8 +12,11 @@ from grader import execute, submissions
 from grader.course import assignments, nbgrader
 
 from .conftest import write_course
+from .lesson_answers import forbidden_expected, forbidden_submission
 
-STUDENTS = {"perfect": submissions.solved, "untouched": submissions.untouched}
+# "forbidden": every answer of lesson_answers.FORBIDDEN (copies of test helpers, PyTorch's layers,
+# convolution, pooling or autograd where the exercise forbids them), the solution elsewhere.
+STUDENTS = {"perfect": submissions.solved, "untouched": submissions.untouched, "forbidden": forbidden_submission}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,16 @@ def test_solution_gets_full_marks(gradebook, assignment):
 def test_untouched_release_scores_zero(gradebook, assignment):
     earned = {cell: s for cell, s in _scores(gradebook, assignment, "untouched").items() if s[0] != 0}
     assert not earned, f"{assignment}: the untouched student version earns points in {earned}"
+
+
+@pytest.mark.parametrize("assignment", assignments())
+def test_forbidden_work_scores_as_in_jupyterlab(gradebook, assignment):
+    """Forbidden answers lose exactly the cells they fail when run in-process (as in JupyterLab):
+    every test of their exercise (and of exercises that build on them), nothing else."""
+    scores = _scores(gradebook, assignment, "forbidden")
+    expected = forbidden_expected(assignment)
+    wrong = {cell: s for cell, s in scores.items() if (s[0] == s[1]) != expected[cell]}
+    assert not wrong, f"{assignment}: nbgrader's scores differ from the in-process run in {wrong}"
 
 
 @pytest.mark.parametrize("assignment", assignments())
