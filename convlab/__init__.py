@@ -32,6 +32,7 @@ from .explorers import (
     show_shift_pooling,
     stability_limit,
 )
+from .hints import hint
 from .images import load_sample_image
 from .plotting import (
     animate_corr2d,
@@ -69,6 +70,7 @@ __all__ = [
     "explore_learning_rate",
     "explore_shift_pooling",
     "forbid_torch_functions",
+    "hint",
     "kernel_presets",
     "load_cifar10",
     "load_sample_image",
