@@ -96,6 +96,13 @@ HINTS: dict[str, tuple[str, ...]] = {
         "Loop over the output; window (i, j) starts at (i·sh, j·sw); take its .max() or its .mean() (the "
         "mean over the whole window, padding included).",
     ),
+    "max_pool2d_backward": (
+        "Each output Y[i, j] is one entry of its window, the maximum: only that entry gets any of dY[i, j].",
+        "Find the window's maximum with .flatten().argmax() (the first one, in reading order) and turn the flat "
+        "index into a row and a column (divmod by the window's width).",
+        "Start dX as zeros of X's shape and ADD each dY[i, j] at its window's maximum: with overlapping windows "
+        "an entry can win several times.",
+    ),
     # lesson 6
     "shape_table": (
         "Keep the current shape (C, H, W) in a variable and update it layer by layer.",

@@ -95,6 +95,13 @@ def pool2d(X, pool_size, stride=None, padding=0, mode="max"):
     return f(X[None, None].float(), pool_size, stride, padding)[0, 0]
 ''', ["pool2d_worked_example", "pool2d_stride_and_pairs", "pool2d_average", "pool2d_padding", "pool2d_by_hand"],
         "not call PyTorch's pooling"),
+    "max_pool2d_backward unpools PyTorch's indices": (
+        "05_max_pooling_cifar10", "max_pool2d_backward_impl", '''
+def max_pool2d_backward(X, dY, pool_size, stride=None):
+    _, indices = F.max_pool2d(X[None, None], pool_size, stride, return_indices=True)
+    return nn.MaxUnpool2d(pool_size, stride)(dY[None, None], indices, output_size=X.shape)[0, 0]
+''', ["max_pool2d_backward_worked_example", "max_pool2d_backward_matches_autograd", "max_pool2d_backward_ties",
+      "max_pool2d_backward_leaves_inputs"], "without PyTorch's pooling, unpooling or autograd"),
 }
 
 # Wrong answers whose message must name (or not name) a mistake: (assignment, answer id, source,
@@ -148,6 +155,43 @@ def horizontal_edge_kernel():
 def horizontal_edge_kernel():
     return torch.tensor([[1.0, -1.0]])
 ''', "horizontal_edge_kernel_value", "returned the vertical-edge kernel", []),
+    "max pool backward spread like average pooling": ("05_max_pooling_cifar10", "max_pool2d_backward_impl", '''
+def max_pool2d_backward(X, dY, pool_size, stride=None):
+    s = pool_size if stride is None else stride
+    dX = torch.zeros(X.shape)
+    for i in range(dY.shape[0]):
+        for j in range(dY.shape[1]):
+            window = X[i * s:i * s + pool_size, j * s:j * s + pool_size]
+            dX[i * s:i * s + pool_size, j * s:j * s + pool_size] += dY[i, j] / pool_size ** 2
+    return dX
+''', "max_pool2d_backward_worked_example", "spread dY evenly", []),
+    "max pool backward assigned, not accumulated": ("05_max_pooling_cifar10", "max_pool2d_backward_impl", '''
+def max_pool2d_backward(X, dY, pool_size, stride=None):
+    s = pool_size if stride is None else stride
+    dX = torch.zeros(X.shape)
+    for i in range(dY.shape[0]):
+        for j in range(dY.shape[1]):
+            window = X[i * s:i * s + pool_size, j * s:j * s + pool_size]
+            a, b = divmod(int(window.flatten().argmax()), pool_size)
+            dX[i * s + a, j * s + b] = dY[i, j]
+    return dX
+''', "max_pool2d_backward_matches_autograd", "assigned the gradient", []),
+    "max pool backward to the last tied maximum": ("05_max_pooling_cifar10", "max_pool2d_backward_impl", '''
+def max_pool2d_backward(X, dY, pool_size, stride=None):
+    s = pool_size if stride is None else stride
+    dX = torch.zeros(X.shape)
+    for i in range(dY.shape[0]):
+        for j in range(dY.shape[1]):
+            window = X[i * s:i * s + pool_size, j * s:j * s + pool_size]
+            flat = window.flatten()
+            a, b = divmod(len(flat) - 1 - int(flat.flip(0).argmax()), pool_size)
+            dX[i * s + a, j * s + b] += dY[i, j]
+    return dX
+''', "max_pool2d_backward_ties", "LAST maximum", []),
+    "max pool backward all zeros": ("05_max_pooling_cifar10", "max_pool2d_backward_impl", '''
+def max_pool2d_backward(X, dY, pool_size, stride=None):
+    return torch.zeros(X.shape)
+''', "max_pool2d_backward_worked_example", "your result is all zeros", []),
     "pool_output_size ignores dilation": ("05_max_pooling_cifar10", "pool_output_size_impl", '''
 def pool_output_size(n, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     stride = kernel_size if stride is None else stride
