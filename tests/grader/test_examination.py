@@ -66,7 +66,7 @@ WANTED = {
     "02_edge_detection": ["edge_magnitude", "horizontal_edge_kernel", "sobel_kernels"],
     "03_learning_a_kernel": ["corr2d_backward", "train_kernel"],
     "04_padding_and_stride": ["conv_output_size", "corr2d_strided", "same_padding"],
-    "05_max_pooling_cifar10": ["pool2d", "pool_output_size"],
+    "05_max_pooling_cifar10": ["max_pool2d_backward", "pool2d", "pool_output_size"],
     "06_small_cnn": ["conv_output_size", "pool_output_size", "receptive_field", "shape_table"],
 }
 
