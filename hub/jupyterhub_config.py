@@ -5,11 +5,20 @@ Who is who
     student's uid and nbgrader's exchange knows who submitted what. Two JupyterHub groups, named as
     nbgrader's JupyterHub docs name them: `formgrade-convlab` (instructors: formgrader, Create
     Assignment, the course folder ~/convlab) and `nbgrader-convlab` (students: Assignments and
-    Validate only). Nobody else may log in. The roster comes from the environment (or edit the two
-    lists below):
+    Validate only). Nobody else may log in. The first roster comes from the environment:
 
         CONVLAB_INSTRUCTORS=alice            comma-separated OS user names
         CONVLAB_STUDENTS=bob,carol
+
+    and is kept in CONVLAB_HUB_STATE/roster.json; from then on `convlab-roster import FILE.csv` and
+    `convlab-roster remove ID` (hub/roster.py, as root) change it while the hub runs, through the
+    hub's REST API, and the environment is ignored. Every login and every spawn is checked against
+    that file, so a removal holds across restarts too.
+
+Restarts stop nobody
+    The proxy runs on its own (hub/proxy.py, `convlab-proxy`), started before the hub, and the hub
+    leaves users' servers running when it stops (`cleanup_servers = False`): a restarted hub finds
+    the proxy and the servers again.
 
 Where it runs from
     Not from the course's clone: `make hub-deps` installs the course into RUNTIME (/opt/convlab, see
@@ -42,6 +51,9 @@ Other settings (all optional; `make hub` and tests/e2e set them):
                                          gradebook, release/, submitted/, autograded/, feedback/
     CONVLAB_HUB_INTERNAL_PORT, CONVLAB_PROXY_API_PORT   the hub's and the proxy's private ports
     CONVLAB_HUB_API_TOKEN                a token for an admin service `convlab-admin` (automation)
+    CONVLAB_SSL_CERT, CONVLAB_SSL_KEY    TLS (PEM files): the proxy serves https (hub/proxy.py)
+    CONVLAB_CULL_IDLE, _CULL_EVERY       stop servers idle this many seconds (3600; 0: never), checked
+                                         every _CULL_EVERY seconds (jupyterhub-idle-culler)
     CONVLAB_FAKE_DATA                    passed to the servers (offline CIFAR-10 stand-in)
     CONVLAB_STUDENT_MEMORY, _CPUS        each student's memory and CPUs, everything they run (2G, 1;
                                          0: none), a cgroup per user (hub/limits.py)
@@ -50,7 +62,6 @@ Other settings (all optional; `make hub` and tests/e2e set them):
 import grp
 import os
 import pwd
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -65,7 +76,7 @@ if not (ROOT.name == "staff" and (RUNTIME / "python" / "bin" / "python").exists(
                      f"then /opt/convlab/python/bin/jupyterhub -f /opt/convlab/staff/hub/jupyterhub_config.py "
                      f"(see hub/README.md)")
 sys.path.insert(0, str(ROOT))
-from hub import limits, runtime  # noqa: E402  (RUNTIME/staff/hub/*.py)
+from hub import limits, proxy, roster, runtime  # noqa: E402  (RUNTIME/staff/hub/*.py)
 
 BIN = runtime.python(RUNTIME).parent
 COURSE_ID = "convlab"
@@ -77,8 +88,6 @@ def _names(var: str) -> list[str]:
     return [n.strip() for n in os.environ.get(var, "").split(",") if n.strip()]
 
 
-INSTRUCTORS = _names("CONVLAB_INSTRUCTORS")
-STUDENTS = _names("CONVLAB_STUDENTS")
 EXCHANGE = Path(os.environ.get("CONVLAB_EXCHANGE", "/srv/nbgrader/exchange"))
 COURSE_DIR = Path(os.environ.get("CONVLAB_COURSE_DIR", "/srv/convlab/course"))
 STUDENT_LIMITS = limits.parse_limits(os.environ.get("CONVLAB_STUDENT_MEMORY", "2G"), os.environ.get("CONVLAB_STUDENT_CPUS", "1"))
@@ -86,23 +95,25 @@ STAFF_LIMITS = limits.parse_limits(os.environ.get("CONVLAB_STAFF_MEMORY", "0"), 
 STATE = Path(os.environ.get("CONVLAB_HUB_STATE", "/srv/jupyterhub"))
 STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
 STATE.chmod(0o700)        # the hub's database and cookie secret: no account but root may read them
+_roster = roster.seed(_names("CONVLAB_INSTRUCTORS"), _names("CONVLAB_STUDENTS"), STATE)
+INSTRUCTORS = roster.members(_roster, "instructor")
+STUDENTS = roster.members(_roster, "student")
 
-# --- network: the public proxy port, and the hub's and proxy's private ports on localhost --------
-ip = os.environ.get("CONVLAB_HUB_IP", "127.0.0.1")
-c.JupyterHub.bind_url = f"http://{ip}:{os.environ.get('CONVLAB_HUB_PORT', '8000')}"
+# --- network: the proxy (its own process: hub/proxy.py), the hub's private port on localhost ------
+_net = proxy.settings()
+c.JupyterHub.bind_url = _net.public_url           # https when CONVLAB_SSL_CERT/KEY are set
 c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = int(os.environ.get("CONVLAB_HUB_INTERNAL_PORT", "8081"))
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('CONVLAB_PROXY_API_PORT', '8001')}"
-_proxy = shutil.which("configurable-http-proxy", path=f"{RUNTIME / 'node' / 'bin'}:{os.environ.get('PATH', '')}")
-if _proxy:
-    c.ConfigurableHTTPProxy.command = [_proxy]
-c.ConfigurableHTTPProxy.pid_file = str(STATE / "jupyterhub-proxy.pid")
+c.JupyterHub.hub_port = _net.hub_port
+c.ConfigurableHTTPProxy.api_url = _net.api_url
+c.ConfigurableHTTPProxy.should_start = False       # a restarted hub must not kill the proxy
+c.ConfigurableHTTPProxy.auth_token = proxy.secret(STATE / "proxy-token")
+c.JupyterHub.cleanup_servers = False               # ... nor stop anybody's server
 c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(STATE / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(STATE / "jupyterhub.pid")
 
 # --- who may log in: real OS accounts (PAM), only the class ---------------------------------------
-c.JupyterHub.authenticator_class = "pam"
+c.JupyterHub.authenticator_class = roster.RosterAuthenticator   # PAM, and on the roster file now
 c.PAMAuthenticator.open_sessions = False                 # no systemd-logind in containers
 c.Authenticator.allowed_users = set(INSTRUCTORS + STUDENTS)
 c.Authenticator.admin_users = set()                      # instructors need no hub admin rights
@@ -110,16 +121,33 @@ c.JupyterHub.load_groups = {
     INSTRUCTOR_GROUP: {"users": INSTRUCTORS},
     STUDENT_GROUP: {"users": STUDENTS},
 }
-# The roster comes from the environment (see the top of this file).
 c.JupyterHub.load_roles = [
     # nbgrader's JupyterHubAuthPlugin, in each user's server, asks the hub for the user's groups
     # (which courses they take or teach): the server token may read its own user's name and groups.
     {"name": "server", "scopes": ["users:activity!user", "access:servers!server",
                                   "read:users:name!user", "read:users:groups!user"]},
 ]
+# convlab-roster's service: its token (root's alone) and where to reach the hub, for hub/roster.py
+c.JupyterHub.services = [{"name": roster.SERVICE, "api_token": proxy.secret(STATE / "roster-token")}]
+c.JupyterHub.load_roles.append({"name": roster.SERVICE, "services": [roster.SERVICE],
+                                "scopes": ["admin:users", "admin:servers", "admin:groups"]})
+roster.write_service(STATE, f"{_net.hub_url}/hub/api", proxy.secret(STATE / "roster-token"), COURSE_DIR)
+# Idle culling: jupyterhub-idle-culler as a hub-managed service (started and stopped with the hub),
+# as the account nobody, with only the scopes its docs list: a server idle for CONVLAB_CULL_IDLE
+# seconds (no kernel busy, no request through the proxy) is stopped; the user's files stay.
+CULL_IDLE = int(os.environ.get("CONVLAB_CULL_IDLE", "3600"))
+if CULL_IDLE > 0:
+    c.JupyterHub.services.append({
+        "name": "idle-culler", "user": "nobody",
+        "command": [str(BIN / "python"), "-m", "jupyterhub_idle_culler", f"--timeout={CULL_IDLE}",
+                    f"--cull-every={int(os.environ.get('CONVLAB_CULL_EVERY', str(max(60, min(600, CULL_IDLE // 4)))))}"],
+    })
+    c.JupyterHub.load_roles.append({"name": "idle-culler", "services": ["idle-culler"],
+                                    "scopes": ["list:users", "read:users:activity", "read:servers",
+                                               "delete:servers"]})
 _api_token = os.environ.get("CONVLAB_HUB_API_TOKEN")
 if _api_token:
-    c.JupyterHub.services = [{"name": "convlab-admin", "api_token": _api_token}]
+    c.JupyterHub.services.append({"name": "convlab-admin", "api_token": _api_token})
     c.JupyterHub.load_roles.append({"name": "convlab-admin", "services": ["convlab-admin"],
                                     "scopes": ["admin:users", "admin:servers", "access:servers",
                                                "tokens", "read:groups", "admin:groups"]})
@@ -138,11 +166,6 @@ c.Spawner.environment = {
     "CONVLAB_DATA_DIR": str(RUNTIME / "data"),
     "CONVLAB_FAKE_DATA": os.environ.get("CONVLAB_FAKE_DATA", ""),
 }
-c.JupyterHub.cleanup_servers = True
-
-
-def _groups(spawner) -> set[str]:
-    return {g.name for g in spawner.user.groups}
 
 
 def _private_home(name: str) -> None:
@@ -164,13 +187,13 @@ def _private_home(name: str) -> None:
 
 
 def pre_spawn_hook(spawner) -> None:
-    groups = _groups(spawner)
-    if INSTRUCTOR_GROUP in groups:
+    role = roster.role_of(spawner.user.name, STATE)     # the roster file as it is now, not at start
+    if role == "instructor":
         config = HUB / "jupyter" / "instructor"
-    elif STUDENT_GROUP in groups:
+    elif role == "student":
         config = RUNTIME / "jupyter" / "student"
     else:
-        raise RuntimeError(f"{spawner.user.name} is neither an instructor nor a student of {COURSE_ID}")
+        raise RuntimeError(f"{spawner.user.name} is not on the roster of {COURSE_ID}")
     _private_home(spawner.user.name)
     limit = STAFF_LIMITS if config.name == "instructor" else STUDENT_LIMITS
     spawner.convlab_cgroups = limits.prepare(spawner.user.name, limit) if limit else []
@@ -200,14 +223,15 @@ def _course_folders() -> None:
     EXCHANGE.chmod(0o1777)
     _shared(EXCHANGE / COURSE_ID, 0o2775)
     _shared(COURSE_DIR, 0o2770)
-    _shared_gradebook(COURSE_DIR / "gradebook.db")
+    _shared_file(COURSE_DIR / "gradebook.db")
+    _shared_file(COURSE_DIR / "nbgrader.log")
 
 
-def _shared_gradebook(path: Path) -> None:
-    """The one gradebook, writable by the whole staff: SQLite makes a new database 0644 whatever
-    the umask, so the first instructor's nbgrader would make it theirs alone. An empty file is an
-    empty SQLite database (nbgrader adds its tables). Never follows a link (the folder is the
-    staff's to write in); leaves anything but a plain file alone."""
+def _shared_file(path: Path) -> None:
+    """The one gradebook (and nbgrader's log), writable by the whole staff: SQLite makes a new
+    database 0644 whatever the umask, so the first instructor's nbgrader would make it theirs
+    alone. An empty file is an empty SQLite database (nbgrader adds its tables). Never follows a
+    link (the folder is the staff's to write in); leaves anything but a plain file alone."""
     gid = grp.getgrnam(runtime.STAFF_GROUP).gr_gid
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o660)

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,19 +128,23 @@ class LocalHub:
     token: str = field(default_factory=lambda: secrets.token_hex(24))
     log_path: Path | None = None
     proc: subprocess.Popen | None = None
+    proxy: subprocess.Popen | None = None      # the proxy runs on its own (hub/proxy.py)
+    tls: tuple[Path, Path] | None = None       # (certificate, key): the proxy serves https
+    internal_port: int = field(default_factory=free_port)
+    proxy_api_port: int = field(default_factory=free_port)
     _children: set[int] = field(default_factory=set)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({
             "PATH": f"{hub_python().parent}{os.pathsep}{env.get('PATH', '')}",
             "CONVLAB_HUB_PORT": str(self.port),
-            "CONVLAB_HUB_INTERNAL_PORT": str(free_port()),
-            "CONVLAB_PROXY_API_PORT": str(free_port()),
+            "CONVLAB_HUB_INTERNAL_PORT": str(self.internal_port),
+            "CONVLAB_PROXY_API_PORT": str(self.proxy_api_port),
             "CONVLAB_HUB_STATE": str(self.state),
             "CONVLAB_EXCHANGE": str(self.exchange),
             "CONVLAB_COURSE_DIR": str(self.course or self.state.parent / "course"),
@@ -149,12 +154,35 @@ class LocalHub:
             "CONVLAB_FAKE_DATA": os.environ.get("CONVLAB_FAKE_DATA", "1"),
             # each student's server and kernels (several lessons open at once in the browser tests)
             "CONVLAB_STUDENT_MEMORY": os.environ.get("CONVLAB_STUDENT_MEMORY", "3G"),
+            # the idle culler runs (tests/e2e culls once, at the end, with its token); nobody is culled before
+            "CONVLAB_CULL_IDLE": os.environ.get("CONVLAB_CULL_IDLE", "3600"),
         })
+        if self.tls:
+            env["CONVLAB_SSL_CERT"], env["CONVLAB_SSL_KEY"] = map(str, self.tls)
         return env
+
+    def start_proxy(self) -> None:
+        """configurable-http-proxy as its own process (hub/proxy.py), as a service would run it."""
+        log = open(self.log_path, "ab")
+        self.proxy = subprocess.Popen([str(hub_python()), str(STAFF / "hub" / "proxy.py")], cwd=self.state,
+                                      env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proxy.poll() is not None:
+                raise HubError(f"the proxy exited with {self.proxy.returncode}:\n{self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.proxy_api_port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise HubError(f"the proxy did not listen within 30 s:\n{self.log_tail()}")
 
     def start(self, timeout: float = 60, quiet: bool = True) -> None:
         self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.log_path = self.log_path or self.state / "jupyterhub.log"
+        if self.proxy is None or self.proxy.poll() is not None:
+            self.start_proxy()
         log = open(self.log_path, "ab") if quiet else None
         self.proc = subprocess.Popen(
             [str(hub_python().parent / "jupyterhub"), "-f", str(CONFIG)],
@@ -186,6 +214,18 @@ class LocalHub:
             except psutil.Error:
                 pass
 
+    def stop_hub(self, timeout: float = 30) -> None:
+        """Stop the hub process only (SIGTERM, as a service manager would): the proxy and the
+        users' servers keep running."""
+        if self.proc and self.proc.poll() is None:
+            self._remember_children()
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+
+    def restart(self) -> None:
+        self.stop_hub()
+        self.start()
+
     def stop(self) -> None:
         """Stop the hub (it stops the servers and the proxy), then kill whatever it started that is
         still there: its remembered children and every process of the class's accounts."""
@@ -201,6 +241,9 @@ class LocalHub:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        if self.proxy and self.proxy.poll() is None:
+            self.proxy.kill()
+            self.proxy.wait(timeout=10)
         leftovers = []
         for pid in self._children:
             try:
@@ -262,3 +305,29 @@ def request(method: str, url: str, token: str, body=None, timeout: float = 30, f
         return json.loads(text)
     except ValueError:
         return text
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def log_in(base_url: str, user: str, password: str, context=None) -> bool:
+    """Does the hub's login form take `user`/`password`? (Its answer only: the redirect that
+    would start the user's server is not followed.)"""
+    import http.cookiejar
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect,
+                                         urllib.request.HTTPSHandler(context=context))
+    opener.open(f"{base_url}/hub/login", timeout=30).read()
+    xsrf = next((c.value for c in jar if c.name == "_xsrf"), "")
+    data = urllib.parse.urlencode({"username": user, "password": password, "_xsrf": xsrf}).encode()
+    try:
+        with opener.open(f"{base_url}/hub/login?_xsrf={urllib.parse.quote(xsrf)}", data=data, timeout=60) as resp:
+            return False                     # 200: the form again, with its error
+    except urllib.error.HTTPError as err:
+        if err.code in (302, 303):
+            return "/login" not in (err.headers.get("Location") or "")
+        if err.code == 403:
+            return False
+        raise

@@ -173,6 +173,12 @@ def _refresh_course(runtime: Path) -> None:
     grade.write_text(f"#!/bin/sh\n# The instructor's grading step on the class hub: {staff_dir(runtime)}/hub/grade.py\n"
                      f"exec {python(runtime)} {staff_dir(runtime) / 'hub' / 'grade.py'} \"$@\"\n")
     grade.chmod(0o755)
+    # root's (convlab-roster, convlab-proxy) and the staff's (convlab-backup) commands
+    for name, script in (("convlab-roster", "roster.py"), ("convlab-proxy", "proxy.py"), ("convlab-backup", "backup.py")):
+        cmd = runtime / "python" / "bin" / name
+        cmd.write_text(f"#!/bin/sh\n# The class hub's {script}: {staff_dir(runtime)}/hub/{script}\n"
+                       f"exec {python(runtime)} {staff_dir(runtime) / 'hub' / script} \"$@\"\n")
+        cmd.chmod(0o755)
     data = runtime / "data"
     if not data.exists():
         _link_tree(ROOT / "data", data)

@@ -18,6 +18,8 @@ SLOW = [
     "tests/grader/test_release.py",       # nbgrader generate_assignment, every student notebook run
     "tests/grader/test_unprivileged.py",  # the sandbox and hostile tests again as another user
     "tests/e2e",                          # JupyterHub and browser, end to end
+    "tests/hub/test_proxy.py",            # configurable-http-proxy with TLS
+    "tests/hub/test_backup.py",           # nbgrader gradebooks (alembic)
     "solutions",                          # nbval: every solution notebook runs
     "notebooks",
 ]

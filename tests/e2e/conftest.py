@@ -64,6 +64,7 @@ class Classroom:
     co_instructor: str           # a second instructor of the same course
     passwords: dict[str, str]
     servers: dict[str, str] = field(default_factory=dict)   # user -> server base URL
+    extra_users: list[str] = field(default_factory=list)    # accounts tests made (removed at the end)
 
     def call(self, user: str, method: str, path: str, body=None, form: bool = False, timeout: float = 120):
         """A request to `user`'s own server (through the proxy), as the admin service."""
@@ -90,6 +91,7 @@ def classroom(request):
     base.chmod(0o755)
     hub = local.LocalHub(state=base / "state", instructors=[instructor, co_instructor], students=students,
                          exchange=base / "exchange", log_path=artifacts / "jupyterhub.log")
+    room = None
     try:
         for user, password in passwords.items():
             local.create_user(user, password)
@@ -101,7 +103,7 @@ def classroom(request):
         yield room
     finally:
         hub.stop()
-        for user in passwords:
+        for user in [*passwords, *(room.extra_users if room else [])]:
             local.delete_user(user)
         shutil.rmtree(base, ignore_errors=True)
 
