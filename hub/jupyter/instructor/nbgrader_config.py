@@ -25,6 +25,17 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 load_subconfig("nbgrader_config.py", path=os.path.join(ROOT, "grader"))  # noqa: F821
+# The course's own policy, which the staff may edit without root: COURSE/nbgrader_config.py (nbgrader
+# reads a config file in the course root anyway; loaded here too so that `python -m grader`, which
+# reads this file, applies the same late penalty), e.g.
+#     c.LateSubmissionPlugin.penalty_method = "zero"
+# What follows (folders, exchange, switched-off commands) cannot be changed from there.
+if not os.environ.get("CONVLAB_LOADING_COURSE_CONFIG"):   # (that file may load this one: no loop)
+    os.environ["CONVLAB_LOADING_COURSE_CONFIG"] = "1"
+    try:
+        load_subconfig("nbgrader_config.py", path=COURSE)  # noqa: F821
+    finally:
+        del os.environ["CONVLAB_LOADING_COURSE_CONFIG"]
 
 c.CourseDirectory.course_id = "convlab"
 # Several instructors and TAs, one course: what nbgrader makes in the course and the exchange is
@@ -37,6 +48,10 @@ c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(COURSE, "gradebook.db")
+# nbgrader's log (formgrader, collect, release, the grading command's nbgrader steps), for the whole
+# staff: the hub makes COURSE/nbgrader.log group-writable (hub/jupyterhub_config.py).
+if os.path.isdir(COURSE):
+    c.NbGrader.logfile = os.path.join(COURSE, "nbgrader.log")
 c.Exchange.root = os.environ.get("CONVLAB_EXCHANGE", "/srv/nbgrader/exchange")
 if os.environ.get("JUPYTERHUB_API_TOKEN"):
     from nbgrader.auth import JupyterHubAuthPlugin
