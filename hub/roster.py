@@ -18,7 +18,9 @@ formgrader shows them; instructors are not gradebook students), the hub user and
 token: no restart), the Unix group `convlab-staff` (exactly the instructors), and the roster file
 the hub checks at every login and spawn (ROSTER_FILE). The whole file is read and checked first:
 any bad row stops the import with every problem named by its line, and nothing is changed. The
-hub must answer (with a valid token) before anything is changed.
+hub must answer (with a valid token) before anything is changed. Each step is idempotent: if the
+machine fails half-way through a good file (a full disk, the hub stopped meanwhile), running the
+same import again completes it.
 
 What `remove` does: the roster file first (the person can no longer log in or start a server),
 then the hub user is deleted (their server stopped, their tokens and sessions revoked, their

@@ -70,3 +70,37 @@ def test_only_instructors_get_the_image_with_the_source():
     assert instructor.environment["JUPYTER_CONFIG_PATH"].startswith("/srv/convlab/source/")
     nobody = _spawn([])                                     # neither group: the student image
     assert nobody.image == student.image
+
+
+def _values() -> dict:
+    return yaml.safe_load((ROOT / "hub" / "k8s" / "values.yaml").read_text())
+
+
+def _groups_from(auth_state):
+    c = Config()
+    exec(_values()["hub"]["extraConfig"]["convlab-oauth-groups"], {"c": c})   # noqa: S102 - our own config
+    return c.GenericOAuthenticator.auth_state_groups_key(auth_state)
+
+
+def test_oauth_fills_the_course_groups_from_the_identity_providers_claim():
+    """(On paper: OAuthenticator is not installed here; what is checked is our mapping and settings.)"""
+    oauth = _values()["hub"]["config"]["GenericOAuthenticator"]
+    assert oauth["manage_groups"] is True
+    assert set(oauth["allowed_groups"]) == {"formgrade-convlab", "nbgrader-convlab"}
+    assert _groups_from({"oauth_user": {"groups": ["convlab-staff", "physics"]}}) == ["formgrade-convlab"]
+    assert _groups_from({"oauth_user": {"groups": ["convlab-students"]}}) == ["nbgrader-convlab"]
+    assert _groups_from({"oauth_user": {"groups": "convlab-students"}}) == ["nbgrader-convlab"]
+    assert _groups_from({"oauth_user": {"groups": ["physics"]}}) == []           # not in the course
+    assert _groups_from({"oauth_user": {}}) == [] and _groups_from(None) == []
+    # the groups it fills are the ones the spawn hook and nbgrader's JupyterHubAuthPlugin read
+    assert "instructor" in _spawn(_groups_from({"oauth_user": {"groups": ["convlab-staff"]}})).image
+
+
+def test_the_pod_security_context_keeps_the_charts_fsgroup():
+    """KubeSpawner's make_pod sets fsGroup from fs_gid, then updates it with pod_security_context;
+    singleuser.extraPodConfig.securityContext would replace the whole pod securityContext."""
+    values = _values()
+    assert "securityContext" not in (values["singleuser"].get("extraPodConfig") or {})
+    psc = values["hub"]["config"]["KubeSpawner"]["pod_security_context"]
+    assert "fsGroup" not in psc and psc["seccompProfile"] == {"type": "Unconfined"}
+    assert values["singleuser"]["fsGid"] == 100
