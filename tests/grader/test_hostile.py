@@ -219,18 +219,23 @@ SLOW_TO_ENCODE = """
             pass
         return super().named_parameters(*args, **kwargs)
 """
-# Right on small inputs (the notebook's own examples), hangs on larger ones, swallowing the
-# grader's interrupt.
-HANG_IN_CALL = (
-    "def corr2d(X, K):\n"
-    "    import time\n"
-    "    while X.numel() > 9:\n"
-    "        try:\n"
-    "            time.sleep(0.05)\n"
-    "        except KeyboardInterrupt:\n"
-    "            pass\n"
-    "    return F.conv2d(X[None, None].float(), K[None, None].float())[0, 0]\n"
-)
+# Right on the notebook's own example (a 1×2 kernel), hangs on larger ones, swallowing the grader's
+# interrupt. In Conv2D's constructor, which no by-hand rule covers (the by-hand check refuses a
+# corr2d or forward it cannot follow before any call is made): conv2d_parameters makes the call.
+HANG_IN_CALL = """
+_honest_init = Conv2D.__init__
+
+def _hanging_init(self, kernel_size):
+    import time
+    while kernel_size[0] > 1:
+        try:
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            pass
+    _honest_init(self, kernel_size)
+
+Conv2D.__init__ = _hanging_init
+"""
 # The student kernel answers each call with the answer to the call before it.
 OTHER_CALL = """
 import sys
@@ -244,9 +249,12 @@ agent.serve = serve
 """
 # The examiner's calls come over the student kernel's socket to the grader (grader/shell.py),
 # which the student's code can reach from inside a call: a forged answer written before the real
-# one puts every later answer one call late (each then carries another call's id) ...
+# one puts every later answer one call late (each then carries another call's id). In Conv2D's
+# constructor, as HANG_IN_CALL, so that a call is made (the by-hand cells refuse .f_locals unrun) ...
 FORGED_FRAME = """
-def corr2d(X, K):
+_honest_init = Conv2D.__init__
+
+def _forging_init(self, kernel_size):
     import json, struct, sys
     f = sys._getframe(1)
     while f is not None and "channel" not in f.f_locals:
@@ -254,7 +262,9 @@ def corr2d(X, K):
     junk = json.dumps({"op": "answer", "text": json.dumps({"id": "forged", "ok": True, "value": {"t": "none"}})}).encode()
     if f is not None:                     # (in a call from the examiner, not the notebook's own)
         f.f_locals["channel"].sock.sendall(struct.pack(">I", len(junk)) + junk)
-    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)
+    _honest_init(self, kernel_size)
+
+Conv2D.__init__ = _forging_init
 """
 # ... and a frame header announcing 2 GB is refused before anything is read.
 HUGE_FRAME = FORGED_FRAME.replace("struct.pack(\">I\", len(junk)) + junk", "struct.pack(\">I\", 2**31)")
@@ -408,7 +418,7 @@ def _slow_conv2d(base):
 
 
 NO_GAIN = ("stops_reading", "zeroes_its_input", "steal_and_answer", "lying_tensor", "thread_patch", "lying_eq", "huge_result", "deep_result",
-           "hang_in_call", "forged_frame", "huge_frame")
+           "forged_frame", "huge_frame")
 
 
 # The cases whose outcome depends on the sandbox (uids, namespaces, limits, the two kernels'
@@ -459,10 +469,10 @@ def _catalog(tmp: Path) -> dict:
         "huge_result": (_edit(wrong, "corr2d_impl", source=HUGE_RESULT), "graded", "corr2d_worked_example"),
         "deep_result": (_edit(wrong, "corr2d_impl", source=DEEP_RESULT), "graded", "corr2d_worked_example"),
         "slow_to_encode": (_slow_conv2d(solved), "graded", "conv2d_parameters"),
-        "hang_in_call": (_edit(solved, "corr2d_impl", source=HANG_IN_CALL), "timeout", "corr2d_output_shape"),
+        "hang_in_call": (_after(solved, "conv2d_impl", HANG_IN_CALL), "timeout", "conv2d_parameters"),
         "answers_other_call": (_after(solved, "corr2d_impl", OTHER_CALL), "graded", "corr2d_worked_example"),
-        "forged_frame": (_edit(solved, "corr2d_impl", source=FORGED_FRAME), "graded", "corr2d_worked_example"),
-        "huge_frame": (_edit(solved, "corr2d_impl", source=HUGE_FRAME), "crashed", "corr2d_worked_example"),
+        "forged_frame": (_after(solved, "conv2d_impl", FORGED_FRAME), "graded", "conv2d_parameters"),
+        "huge_frame": (_after(solved, "conv2d_impl", HUGE_FRAME), "crashed", "conv2d_parameters"),
         "stops_reading": (_after(solved, "corr2d_impl", STOPS_READING), "timeout", "corr2d_worked_example"),
         "by_hand_bypass": (_edit(solved, "corr2d_impl", source=BY_HAND_BYPASS), "graded", "corr2d_by_hand"),
         "look_for_hidden": (_at_end(solved, LOOK_FOR_HIDDEN), "graded", None),
@@ -573,14 +583,16 @@ def test_attacks_on_the_examiner_gain_nothing(graded, name):
 
 
 MESSAGES = {
-    "lying_tensor": ("corr2d_worked_example", "it is a Liar"),
+    # the by-hand check follows corr2d into the subclass and refuses what it cannot check (the
+    # examiner's own "it is a Liar" refusal: tests/grader/test_examiner.py)
+    "lying_tensor": ("corr2d_worked_example", "cannot check: `super().__torch_function__` (in the code for Liar)"),
     "lying_eq": ("corr2d_output_shape", "not Everything"),
     "huge_result": ("corr2d_worked_example", "at most 4 MB"),
     "deep_result": ("corr2d_worked_example", "nested more than"),
     "slow_to_encode": ("conv2d_parameters", f"did not finish within {CALL_TIMEOUT:g} s"),
-    "hang_in_call": ("corr2d_output_shape", "could not be interrupted"),
-    "answers_other_call": ("corr2d_worked_example", "answered another request"),
-    "forged_frame": ("corr2d_output_shape", "answered another request"),
+    "hang_in_call": ("conv2d_parameters", "could not be interrupted"),
+    "answers_other_call": ("conv2d_parameters", "answered another request"),
+    "forged_frame": ("conv2d_parameters", "answered another request"),
     "steal_and_answer": ("corr2d_worked_example", "could not reach the student's names"),
     "by_hand_bypass": ("corr2d_by_hand", "uses conv2d"),
     "by_hand_thread_alias": ("corr2d_by_hand", "starts threads or processes, which the grader cannot check"),
@@ -603,8 +615,9 @@ def test_slow_call_fails_only_its_tests(graded):
     cells = {c["grade_id"]: c["passed"] for c in by_name["slow_to_encode"]["cells"]}
     assert cells["corr2d_worked_example"] and cells["corr2d_multi_in_out_matches_pytorch"], cells
     assert not any(cells[g] for g in ("conv2d_parameters", "conv2d_forward", "conv2d_gradients")), cells
+    # forbidden work earns nothing for its exercise (and for those built on it), the rest still passes
     bypass = {c["grade_id"]: c["passed"] for c in by_name["by_hand_bypass"]["cells"]}
-    assert bypass["corr2d_matches_pytorch"] and not bypass["corr2d_by_hand"], bypass
+    assert bypass["conv2d_parameters"] and not any(v for g, v in bypass.items() if g != "conv2d_parameters"), bypass
 
 
 def _outputs(tmp: Path, name: str) -> str:
