@@ -11,7 +11,7 @@ import sys
 
 from pathlib import Path
 
-from . import autograde, execute, feedback, release
+from . import autograde, execute, feedback, release, report
 from .course import CONFIG, use_this_environment
 
 EXIT_CANNOT_RUN = 1      # the run could not start (the message says what to fix)
@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         return _autograde(args, parser)
     if args.command == "feedback":
         return _feedback(args)
+    if args.command == "report":
+        return _report(args)
     names = getattr(args, "assignments", None) or None
     if args.command == "release":
         written = release.release(names)
@@ -81,7 +83,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="where <student>/<assignment>.html go (default: OUT/feedback)")
     p.add_argument("--db-url", default=None,
                    help="the gradebook: pages show its final scores, manual grades, comments, late penalty")
+    p = sub.add_parser("report", help="one HTML page on the class from the last autograde run (instructors only)")
+    p.add_argument("--out", type=Path, default=autograde.Options.out,
+                   help="the --out folder of `autograde` (default: grader/)")
+    p.add_argument("--dest", type=Path, default=None, help="the page to write (default: OUT/report.html)")
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        dest, _ = report.write_report(args.out, args.dest)
+    except feedback.NoResults as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    print(f"wrote {dest}")
+    return 0
 
 
 def _autograde(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
