@@ -5,6 +5,7 @@
     python -m grader check-students    run every student notebook; only NotImplementedError may fail
     python -m grader autograde SUBS    grade <student>/<assignment>/<assignment>.ipynb, sandboxed, in parallel
     python -m grader feedback          per-student HTML feedback (no hidden test source)
+    python -m grader report            one HTML page on the class (instructors): scores, mistakes, changes
     python -m grader.bench --n N       throughput of autograde vs plain serial nbgrader autograde
 
 Modules: course (paths and the nbgrader command line), release, execute, submissions (test
@@ -15,5 +16,6 @@ of a sandboxed process: cells, capped outputs, calls), shell (that process: an I
 socket, the student kernel's or the examiner's; no Jupyter kernel), examination (one submission:
 the student kernel and the examiner, the relay of proxy calls), examiner (trusted, inside the
 examiner: proxies and verdicts), student_agent (inside the student kernel: serves the proxies),
-wire (the data that crosses), feedback, bench.
+wire (the data that crosses), feedback, report (the class report), lms (Canvas and Moodle
+exports for `nbgrader export`), bench.
 """
