@@ -19,7 +19,10 @@ one formgrader shows (on the hub, a link to the staff's shared course: any instr
    grades, comments and late penalties; failure messages, visible tests only, never hidden test
    text), put where nbgrader expects it
    (feedback/<student>/<assignment>/<assignment>.html with the submission's timestamp and secret),
-   then `nbgrader release_feedback ASSIGNMENT`; students get it with *Fetch Feedback*.
+   then `nbgrader release_feedback ASSIGNMENT`; students get it with *Fetch Feedback*;
+4. `python -m grader report --out COURSE`: COURSE/report.html, the class report (scores, named
+   mistakes, submissions to review, who changed score since the previous run), for instructors
+   only, written before the feedback is released (a failure to write it is only a warning).
 """
 from __future__ import annotations
 
@@ -104,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
              "--db-url", f"sqlite:///{course / 'gradebook.db'}"], cwd=ROOT)
         placed = place_feedback(Path(tmp), course, args.assignment)
     print(f"feedback for {len(placed)} student(s) under {course / 'feedback'}")
+    try:                      # the class report: a failure to write it never holds the feedback back
+        run([py, "-m", "grader", "report", "--out", str(course)], cwd=ROOT)
+        print(f"class report (instructors only): {course / 'report.html'}")
+    except SystemExit as err:
+        print(f"warning: no class report: {err}", file=sys.stderr)
     if not args.no_release and placed:
         run([py, "-m", "nbgrader", "release_feedback", args.assignment, *where], cwd=course)
     return 0
