@@ -67,10 +67,17 @@ def special(mode: int) -> str | None:
     return SPECIAL.get(stat.S_IFMT(mode), None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "not a plain file")
 
 
+# More files and folders than a course's assignment could need: refused unread (walking, hashing
+# and copying a million empty files would hold every grading worker for minutes).
+MAX_ENTRIES = 1000
+
+
 def refusal(folder: Path, name: str) -> str | None:
     """Why the submission in `folder` (called `name` in messages) must not be read: the folder
-    itself, or anything under it, is a symbolic link, device, FIFO or socket (or cannot be listed).
-    None for a folder of plain files and folders. Nothing is followed or opened: lstat and
+    itself, or anything under it, is a symbolic link, a hard link (a file with another name, which
+    may be a file its owner cannot read: the grader would read it for them), a device, FIFO or
+    socket, or cannot be listed; or it holds more than MAX_ENTRIES files and folders. None for a
+    folder of plain files and folders. Nothing is followed or opened: lstat and
     os.scandir(follow_symlinks=False) only; entries are named relative to `folder`."""
     try:
         kind = special(os.lstat(folder).st_mode)
@@ -79,30 +86,39 @@ def refusal(folder: Path, name: str) -> str | None:
     if kind:
         return f"{name} is {kind}: {PLAIN_ONLY}"
     pending = [(Path(folder), PurePosixPath())]          # folders still to list (depth first)
+    seen = 0
     while pending:
-        found = _refusal_in(*pending.pop(), pending)
+        found, count = _refusal_in(*pending.pop(), pending)
         if found:
             return found
+        seen += count
+        if seen > MAX_ENTRIES:
+            return (f"{name} holds more than {MAX_ENTRIES} files and folders: hand in the assignment's "
+                    "files only; nothing of this submission was read")
     return None
 
 
-def _refusal_in(folder: Path, rel: PurePosixPath, pending: list) -> str | None:
+def _refusal_in(folder: Path, rel: PurePosixPath, pending: list) -> tuple[str | None, int]:
     """The first entry of `folder` (`rel` relative to the submission), in name order, that is
-    not a regular file or a folder, described; its subfolders are added to `pending`."""
+    not a regular file with one name or a folder, described (None if there is none), and the
+    number of entries; its subfolders are added to `pending`."""
     try:
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as err:
-        return f"{rel} could not be listed ({err.strerror}): {PLAIN_ONLY}"
+        return f"{rel} could not be listed ({err.strerror}): {PLAIN_ONLY}", 0
     for entry in entries:
         try:
-            kind = special(entry.stat(follow_symlinks=False).st_mode)
+            info = entry.stat(follow_symlinks=False)
         except OSError as err:
-            return f"{rel / entry.name} could not be read ({err.strerror}): {PLAIN_ONLY}"
+            return f"{rel / entry.name} could not be read ({err.strerror}): {PLAIN_ONLY}", 0
+        kind = special(info.st_mode)
+        if kind is None and stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            kind = "a hard link (a file with another name elsewhere)"
         if kind:
-            return f"{rel / entry.name} is {kind}: {PLAIN_ONLY}"
+            return f"{rel / entry.name} is {kind}: {PLAIN_ONLY}", 0
     pending.extend((Path(e.path), rel / e.name) for e in reversed(entries) if e.is_dir(follow_symlinks=False))
-    return None
+    return None, len(entries)
 
 
 def plain_files(folder: Path, prune: tuple[str, ...] = ()) -> Iterator[tuple[str, int]]:
@@ -150,8 +166,8 @@ def read_plain(path: Path, limit: int) -> bytes:
 
 
 def load(path: Path) -> nbformat.NotebookNode:
-    """The submitted notebook, read from a regular file that is not a link (O_NOFOLLOW), else
-    InvalidSubmission saying what it is."""
+    """The submitted notebook, read from a regular file that is not a link (O_NOFOLLOW, one name),
+    else InvalidSubmission saying what it is."""
     path = Path(path)
     try:
         st = os.lstat(path)
@@ -161,6 +177,8 @@ def load(path: Path) -> nbformat.NotebookNode:
         raise InvalidSubmission(f"{path.name} is a directory, not a notebook")
     if special(st.st_mode):
         raise InvalidSubmission(f"{path.name} is {special(st.st_mode)}: {PLAIN_ONLY}")
+    if st.st_nlink > 1:
+        raise InvalidSubmission(f"{path.name} is a hard link (a file with another name elsewhere): {PLAIN_ONLY}")
     try:
         data = read_plain(path, MAX_NOTEBOOK_BYTES + 1)
     except OSError as err:
@@ -275,18 +293,21 @@ def sanitize(nb: nbformat.NotebookNode, assignment: str, student: str, db_url: s
 
 
 # What a student's markdown may render to (nbconvert's markdown2html, as formgrader renders it):
-# tags and attributes that run nothing, links and images only to these schemes (or relative).
+# tags and attributes that run nothing, links only to these schemes (or relative), images only
+# embedded in the notebook (an attachment, which nbconvert makes a data: URL): an image from an
+# address would load while an instructor grades (a tracking pixel that tells its owner who graded
+# when, from where; a relative one is a request to the hub's own origin, with the grader's cookies).
 _SAFE_TAGS = frozenset("p br hr h1 h2 h3 h4 h5 h6 em strong b i u s del sub sup code pre kbd blockquote "
                        "ul ol li dl dt dd a img table thead tbody tfoot tr th td caption span div".split())
 _SAFE_ATTRS = frozenset("href src alt title class id align start colspan rowspan".split())
-_SAFE_SCHEMES = frozenset(("http", "https", "mailto", "attachment"))
+_SAFE_SCHEMES = frozenset(("http", "https", "mailto"))
 _SAFE_IMAGES = ("data:image/png;", "data:image/jpeg;", "data:image/gif;")
 
 
 class _Unsafe(HTMLParser):
-    """Collects what in rendered HTML could run or load code: other tags, event handlers and
-    style, links to other schemes (attribute values as a browser reads them: entities decoded,
-    blanks and control characters dropped)."""
+    """Collects what in rendered HTML a browser would run or load: other tags, event handlers and
+    style, links to other schemes, images that are not embedded (attribute values as a browser
+    reads them: entities decoded, blanks and control characters dropped)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -301,9 +322,11 @@ class _Unsafe(HTMLParser):
             elif name in ("href", "src"):
                 url = re.sub(r"[\x00-\x20]", "", value or "").lower()
                 scheme = re.match(r"([a-z][a-z0-9+.-]*):", url)
-                image = name == "src" and url.startswith(_SAFE_IMAGES)     # an attachment, embedded
-                if scheme and scheme.group(1) not in _SAFE_SCHEMES and not image:
-                    self.found.append(f"{name}={scheme.group(1)}:")
+                if name == "src":
+                    if not url.startswith(_SAFE_IMAGES):                   # not an attachment, embedded
+                        self.found.append(f"src={scheme.group(1)}:" if scheme else "src=(an address)")
+                elif scheme and scheme.group(1) not in _SAFE_SCHEMES:
+                    self.found.append(f"href={scheme.group(1)}:")
 
     handle_startendtag = handle_starttag
 
@@ -329,7 +352,7 @@ def _as_text(source: str, found: list[str]) -> str:
     fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", source)), default=0))
     held = ", ".join(f"`{f}`" for f in sorted(set(found))[:5])      # code spans: shown, not run
     return (f"*[The grader shows this cell as text: it held {held}, "
-            f"which could run in a browser.]*\n\n{fence}text\n{source}\n{fence}")
+            f"which a browser would run or load.]*\n\n{fence}text\n{source}\n{fence}")
 
 
 def inert_markup(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> nbformat.NotebookNode:

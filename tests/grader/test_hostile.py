@@ -370,6 +370,15 @@ def _plain_files_only(tmp: Path, name: str):
         os.mkfifo(student / A / "pipe")
     elif name == "fifo_notebook":
         os.mkfifo(student / A / f"{A}.ipynb")
+    elif name == "hard_linked_secret":
+        # another name of a file only root may read (where the system lets anyone link to any
+        # file: fs.protected_hardlinks=0): the grader, running as root, would read it for them
+        nbformat.write(_at_end(submissions.solved(A), PRINTS_ITS_FILES), student / A / f"{A}.ipynb")
+        secret = tmp / "root-only-hard" / "shadow"
+        secret.parent.mkdir(mode=0o700)
+        secret.write_text(SECRET)
+        secret.chmod(0o600)
+        os.link(secret, student / A / "shadow.txt")
 
 
 PLAIN_ONLY = "hand in plain files only; nothing of this submission was read"
@@ -381,6 +390,7 @@ REFUSED = {
     "symlinked_student_folder": "the student folder symlinked_student_folder is a symbolic link",
     "fifo_beside": "pipe is a FIFO (named pipe)",
     "fifo_notebook": f"{A}.ipynb is a FIFO (named pipe)",
+    "hard_linked_secret": "shadow.txt is a hard link (a file with another name elsewhere)",
 }
 
 # Active content in a student's outputs, which formgrader would render in the instructor's

@@ -140,6 +140,36 @@ def test_refusal_of_a_linked_folder(tmp_path):
     assert integrity.refusal(tmp_path / "link", "the folder").startswith("the folder is a symbolic link")
 
 
+@pytest.mark.parametrize("where", ["notes.txt", "data/x.csv", f"{A}.ipynb"])
+def test_refusal_of_a_hard_link(tmp_path, where):
+    """Check that a file with another name (a hard link: to a file its owner may not even read,
+    where the system lets anyone link to anything) is refused unread, wherever it is."""
+    folder = _submission(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET")
+    (folder / where).unlink()
+    os.link(secret, folder / where)
+    message = integrity.refusal(folder, A)
+    assert message is not None and message.startswith(f"{where} is a hard link"), message
+    if where.endswith(".ipynb"):
+        with pytest.raises(integrity.InvalidSubmission, match="is a hard link"):
+            integrity.load(folder / where)
+
+
+def test_refusal_of_too_many_files(tmp_path):
+    """Check that a submission with more than MAX_ENTRIES files and folders (in any folders) is
+    refused, and one with exactly that many is not."""
+    folder = _submission(tmp_path)            # 4 entries: the notebook, notes.txt, data/, data/x.csv
+    many = folder / "many"
+    many.mkdir()
+    for i in range(integrity.MAX_ENTRIES - 5):
+        (many / f"{i}.txt").write_text("")
+    assert integrity.refusal(folder, A) is None
+    (many / "one_more.txt").write_text("")
+    message = integrity.refusal(folder, A)
+    assert message is not None and f"more than {integrity.MAX_ENTRIES} files and folders" in message, message
+
+
 def test_plain_files_opens_regular_files_only_and_follows_no_link(tmp_path):
     """Check that plain_files gives the regular files (by relative path, with their content) and
     skips links to files and folders, FIFOs (without blocking) and pruned folders."""
@@ -255,6 +285,9 @@ def _rendered(source: str) -> str:
     '<svg><circle onload="alert(1)"/></svg>',
     "```\nfences too: ``` <img src=x onerror=alert(1)>\n```\n<img src=y onerror=alert(2)>",
     "![missing](attachment:nowhere.png)",      # nbconvert cannot render it: formgrader's page would fail
+    "![pixel](https://tracker.example/p.gif?me)",    # loads while the instructor grades
+    '<img src="/hub/api/user">',                     # a request to the hub's own origin, with cookies
+    "![svg](data:image/svg+xml;base64,PHN2Zz48L3N2Zz4=)",
 ])
 def test_a_students_active_markdown_is_shown_as_text(evil):
     """Formgrader renders markdown without a sanitizer: whatever a student's markdown renders to
