@@ -179,8 +179,10 @@ def make_cifar10_stand_in(
     warn: bool = False,
 ) -> Cifar10Data:
     """A deterministic synthetic stand-in for CIFAR-10: `size` 32×32 RGB uint8 images, balanced over
-    the 10 classes, each a simple coloured drawing of its class (a plane in the sky, a car on a
-    road, a green frog ...) with random position, size, colours and noise. Train and test differ.
+    the 10 classes, each a simple coloured drawing of its class (a plane, a car, a green frog ...)
+    with random position, size, colours, scene, clutter and noise, and one label in ten wrong (the
+    image shows another class), so that a small network neither gets all of it right nor does as
+    well on new images as on those it trained on. Train and test differ.
 
     >>> make_cifar10_stand_in(size=20).data.shape
     (20, 32, 32, 3)
@@ -248,20 +250,48 @@ def _corrupt_message(root: Path, bad: list[str], err: BaseException | None = Non
 
 # --- the stand-in --------------------------------------------------------------------------------
 
+#: What makes the stand-in hard (see `_draw_stand_in`): the largest shift in pixels, the range of
+#: scales, the share of images on another class's scene, of images with a stray blob, the range of
+#: contrasts, the largest change of brightness, the range of the noise's standard deviation, and the
+#: share of images whose drawing is not their label's. Tests set them to check the drawings alone.
+_HARDNESS = {"shift": 5.0, "scale": (0.75, 1.2), "other_scene": 0.5, "clutter": 0.6,
+             "contrast": (0.7, 1.15), "brightness": 0.1, "noise": (0.03, 0.12), "wrong_drawing": 0.1}
+
+
 def _draw_stand_in(size: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """`size` images, balanced over the classes, from a generator of their own (global randomness is untouched).
+
+    Each image is its label's drawing, moved (up to ±5 pixels), scaled (0.75-1.2), maybe mirrored; on
+    its class's usual scene half of the time and on a random class's scene otherwise (so colour
+    alone does not give the class away); often with a stray blob of colour (clutter); with a random
+    contrast, brightness and amount of per-pixel noise. One image in ten shows another class's
+    drawing than its label says (label noise, as in any hand-labelled set): no classifier can get
+    those right, and a network that learns them by heart does better on its training images than
+    on new ones. Labels stay balanced: the drawing is changed, not the label.
+    """
+    h = _HARDNESS
     rng = np.random.default_rng(seed)
     targets = rng.permutation(np.arange(size) % len(CIFAR10_CLASSES))
     yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
     data = np.empty((size, 32, 32, 3), dtype=np.uint8)
     for i, label in enumerate(targets):
-        scale = rng.uniform(0.85, 1.15)
-        dy, dx = rng.uniform(-3, 3, size=2)
+        drawn = label if rng.random() >= h["wrong_drawing"] else (label + rng.integers(1, 10)) % 10
+        scene = drawn if rng.random() >= h["other_scene"] else rng.integers(10)
+        scale = rng.uniform(*h["scale"])
+        dy, dx = rng.uniform(-h["shift"], h["shift"], size=2)
         Y = (yy - 15.5 - dy) / scale + 15.5
         X = (xx - 15.5 - dx) / scale + 15.5
         if rng.random() < 0.5:
             X = 31 - X
-        img = _DRAWINGS[label](_Canvas(Y, X, rng))
-        img = img + rng.normal(0.0, 0.03, size=img.shape)
+        canvas = _Canvas(Y, X, rng)
+        canvas.background(*_SCENES[scene])
+        if rng.random() < h["clutter"]:         # a stray blob, placed in the image's own coordinates
+            cy, cx = rng.uniform(0, 32, size=2)
+            ry, rx = rng.uniform(1.5, 5, size=2)
+            canvas.img[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = rng.uniform(0, 1, 3)
+        img = _DRAWINGS[drawn](canvas)
+        img = (img - 0.5) * rng.uniform(*h["contrast"]) + 0.5 + rng.uniform(-h["brightness"], h["brightness"])
+        img = img + rng.normal(0.0, rng.uniform(*h["noise"]), size=img.shape)
         data[i] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     return data, [int(t) for t in targets]
 
@@ -299,7 +329,6 @@ class _Canvas:
 
 
 def _airplane(c: _Canvas) -> np.ndarray:
-    c.background((0.35, 0.6, 0.92), (0.8, 0.9, 1.0))
     body = c.colour((0.88, 0.88, 0.9))
     c.ellipse(16, 16, 2.6, 12, body)
     c.ellipse(16, 14, 11, 2.8, body)
@@ -308,7 +337,6 @@ def _airplane(c: _Canvas) -> np.ndarray:
 
 
 def _automobile(c: _Canvas) -> np.ndarray:
-    c.background((0.72, 0.78, 0.85), (0.33, 0.33, 0.35), horizon=22)
     paint = c.colour([(0.8, 0.1, 0.1), (0.1, 0.25, 0.75), (0.95, 0.8, 0.1)][c.rng.integers(3)])
     c.rect(15, 23, 4, 28, paint)
     c.rect(9, 15, 9, 22, paint)
@@ -319,7 +347,6 @@ def _automobile(c: _Canvas) -> np.ndarray:
 
 
 def _bird(c: _Canvas) -> np.ndarray:
-    c.background((0.55, 0.75, 0.95), (0.65, 0.8, 0.6))
     c.rect(22, 24, 2, 30, (0.4, 0.25, 0.1))
     feathers = c.colour([(0.55, 0.35, 0.2), (0.2, 0.35, 0.8), (0.85, 0.2, 0.15)][c.rng.integers(3)])
     c.ellipse(16, 15, 5, 7.5, feathers)
@@ -331,7 +358,6 @@ def _bird(c: _Canvas) -> np.ndarray:
 
 
 def _cat(c: _Canvas) -> np.ndarray:
-    c.background((0.85, 0.78, 0.65), (0.55, 0.45, 0.35))
     fur = c.colour([(0.9, 0.55, 0.2), (0.5, 0.5, 0.5), (0.2, 0.18, 0.15)][c.rng.integers(3)])
     c.triangle(3, 9, 12, 4.5, fur)
     c.triangle(3, 23, 12, 4.5, fur)
@@ -343,7 +369,6 @@ def _cat(c: _Canvas) -> np.ndarray:
 
 
 def _deer(c: _Canvas) -> np.ndarray:
-    c.background((0.25, 0.45, 0.2), (0.5, 0.42, 0.25), horizon=21)
     coat = c.colour((0.6, 0.38, 0.18))
     for x in (9, 12, 20, 23):
         c.rect(17, 28, x, x + 1.6, coat)
@@ -356,7 +381,6 @@ def _deer(c: _Canvas) -> np.ndarray:
 
 
 def _dog(c: _Canvas) -> np.ndarray:
-    c.background((0.6, 0.8, 0.95), (0.35, 0.65, 0.25), horizon=20)
     fur = c.colour([(0.6, 0.4, 0.2), (0.95, 0.9, 0.8), (0.3, 0.2, 0.12)][c.rng.integers(3)])
     c.ellipse(16, 16, 10, 8.5, fur)
     ears = c.colour(fur * 0.6, jitter=0.02)
@@ -370,7 +394,6 @@ def _dog(c: _Canvas) -> np.ndarray:
 
 
 def _frog(c: _Canvas) -> np.ndarray:
-    c.background((0.12, 0.28, 0.12), (0.3, 0.38, 0.18))
     skin = c.colour((0.35, 0.78, 0.2))
     c.ellipse(19, 16, 8, 12, skin)
     for x in (10, 22):
@@ -381,7 +404,6 @@ def _frog(c: _Canvas) -> np.ndarray:
 
 
 def _horse(c: _Canvas) -> np.ndarray:
-    c.background((0.6, 0.78, 0.95), (0.4, 0.62, 0.25), horizon=19)
     coat = c.colour([(0.35, 0.2, 0.1), (0.1, 0.08, 0.07), (0.85, 0.82, 0.78)][c.rng.integers(3)])
     for x in (7, 10, 20, 23):
         c.rect(17, 30, x, x + 1.8, coat)
@@ -393,7 +415,6 @@ def _horse(c: _Canvas) -> np.ndarray:
 
 
 def _ship(c: _Canvas) -> np.ndarray:
-    c.background((0.65, 0.82, 0.95), (0.08, 0.28, 0.58), horizon=20)
     hull = c.colour([(0.85, 0.85, 0.88), (0.55, 0.1, 0.1), (0.15, 0.15, 0.2)][c.rng.integers(3)])
     c.triangle(30, 16, 15, 16, hull)       # an upside-down triangle cut off below: a hull
     c.rect(21, 32, 0, 32, c.colour((0.08, 0.28, 0.58), jitter=0.03))
@@ -403,7 +424,6 @@ def _ship(c: _Canvas) -> np.ndarray:
 
 
 def _truck(c: _Canvas) -> np.ndarray:
-    c.background((0.72, 0.78, 0.85), (0.33, 0.33, 0.35), horizon=22)
     c.rect(5, 22, 2, 21, c.colour([(0.9, 0.9, 0.9), (0.2, 0.45, 0.2), (0.9, 0.45, 0.1)][c.rng.integers(3)]))
     cab = c.colour((0.75, 0.1, 0.1))
     c.rect(11, 22, 22, 30, cab)
@@ -414,3 +434,17 @@ def _truck(c: _Canvas) -> np.ndarray:
 
 
 _DRAWINGS = (_airplane, _automobile, _bird, _cat, _deer, _dog, _frog, _horse, _ship, _truck)
+#: Each class's usual scene: `_Canvas.background`'s top colour, bottom colour and horizon (a row,
+#: or None for a smooth gradient), in class order.
+_SCENES: tuple[tuple, ...] = (
+    ((0.35, 0.6, 0.92), (0.8, 0.9, 1.0), None),                    # airplane
+    ((0.72, 0.78, 0.85), (0.33, 0.33, 0.35), 22),                  # automobile
+    ((0.55, 0.75, 0.95), (0.65, 0.8, 0.6), None),                  # bird
+    ((0.85, 0.78, 0.65), (0.55, 0.45, 0.35), None),                # cat
+    ((0.25, 0.45, 0.2), (0.5, 0.42, 0.25), 21),                    # deer
+    ((0.6, 0.8, 0.95), (0.35, 0.65, 0.25), 20),                    # dog
+    ((0.12, 0.28, 0.12), (0.3, 0.38, 0.18), None),                 # frog
+    ((0.6, 0.78, 0.95), (0.4, 0.62, 0.25), 19),                    # horse
+    ((0.65, 0.82, 0.95), (0.08, 0.28, 0.58), 20),                  # ship
+    ((0.72, 0.78, 0.85), (0.33, 0.33, 0.35), 22),                  # truck
+)
