@@ -64,7 +64,7 @@ _MIN_LITERAL = 12       # a mistake's text, or an f-string template's fixed text
 
 @dataclass
 class Exercise:
-    """An answer cell and the test cells after it (up to the next answer cell)."""
+    """An answer cell (or consecutive ones) and the test cells after it, up to the next answer cell."""
     name: str                               # the functions the answer defines, else its grade_id
     answer_id: str
     tests: list[str] = field(default_factory=list)
@@ -76,13 +76,20 @@ class Exercise:
 
 
 def exercises(assignment: str) -> list[Exercise]:
-    """The exercises of `assignment`, in order, from its source notebook (test cells before the
-    first answer cell form an exercise named by the assignment)."""
+    """The exercises of `assignment`, in order, from its source notebook (answer cells with no test
+    between them form one exercise; test cells before the first answer cell, one named by the
+    assignment)."""
     found: list[Exercise] = []
     for cell in _source_cells(assignment):
         md = cell.metadata.get("nbgrader", {})
         if md.get("solution") and not md.get("grade"):
-            found.append(Exercise(_defined_names(cell.source) or md["grade_id"], md["grade_id"]))
+            name = _defined_names(cell.source) or md["grade_id"]
+            if found and not found[-1].tests and found[-1].answer_id:     # answers tested together
+                found[-1].name += f", {name}"
+                continue
+            if any(x.name == name for x in found):        # two answers defining the same function
+                name = f"{name} ({md['grade_id']})"
+            found.append(Exercise(name, md["grade_id"]))
         elif md.get("grade"):
             if not found:
                 found.append(Exercise(assignment, ""))
@@ -191,8 +198,8 @@ class Mistake:
 
     @property
     def label(self) -> str:
-        """The mistake's name: its description up to the first explanation (': ...')."""
-        return self.description.split(": ", 1)[0]
+        """The mistake's name: its description up to the first explanation (': ...' or '; ...')."""
+        return re.split(r": |; ", self.description, maxsplit=1)[0]
 
 
 @dataclass

@@ -81,6 +81,17 @@ def test_a_mistake_counts_only_when_the_tests_name_it():
     assert report.named_mistakes("AssertionError: it matches what you get if you sobel.", templates) == []
 
 
+def test_exercises_are_answer_cells_and_the_tests_after_them():
+    """Check lesson 2's exercises and lesson 6's two answers tested together (one exercise), and a
+    mistake's label (its description up to the explanation)."""
+    assert [(x.name, x.tests, x.max_score) for x in report.exercises(A)] == [
+        ("horizontal_edge_kernel", ["horizontal_edge_kernel_value", "horizontal_edge_kernel_finds_horizontal_edges"], 2),
+        ("sobel_kernels", ["sobel_kernels_shapes", "sobel_gx", "sobel_gy"], 3),
+        ("edge_magnitude", ["edge_magnitude_step", "edge_magnitude_matches_pytorch", "edge_magnitude_properties"], 4)]
+    assert report.exercises("06_small_cnn")[0].name == "conv_output_size, pool_output_size"
+    assert report.Mistake(A, "set the jump to the stride; the jump is the product").label == "set the jump to the stride"
+
+
 def test_examples_are_anonymised():
     assert report.anonymise("ann's kernel, not joanna's; see ann.", ["joanna", "ann"]) == \
         "a student's kernel, not a student's; see a student."
