@@ -27,8 +27,8 @@ ROSTER = {
 
 @pytest.fixture(scope="module")
 def gradebook(tmp_path_factory, course_config):
-    """A course of its own (the session's gradebook copied: it knows every assignment) with the
-    roster, and: ann's A1 every cell right but one, which an instructor graded by hand to half
+    """A course of its own (the session's gradebook copied: it knows every assignment; without the
+    students other tests graded into it) with the roster, and: ann's A1 every cell right but one, which an instructor graded by hand to half
     marks, and A2 handed in late with a penalty of 2; bob's A1 all wrong (0); cy's A1 all right;
     bob and cy have no A2. Returns (course folder, db_url, the expected final scores)."""
     use_this_environment()
@@ -38,6 +38,8 @@ def gradebook(tmp_path_factory, course_config):
     db_url = f"sqlite:///{course}/gradebook.db"
     expected: dict[tuple[str, str], float | None] = {}
     with Gradebook(db_url) as gb:
+        for student in list(gb.students):       # what other tests of the session graded into it
+            gb.remove_student(student.id)
         for sid, (first, last, email, lms_id) in ROSTER.items():
             gb.add_student(sid, first_name=first or None, last_name=last or None, email=email or None,
                            lms_user_id=lms_id or None)
