@@ -12,8 +12,9 @@ a course folder as it is. For each assignment:
 * the named mistakes ("it matches what you get if you flipped the sign", convlab.expect_close /
   expect_equal / expect_equal_each), counted over the class (submissions, and failing test cells)
   and ranked, each with one example message. A mistake is counted only when its description is
-  text of the assignment's source notebook (a string of its test or read-only cells, hidden tests
-  included; an f-string counts as its template): a student's own exception message can make a
+  text of the tests: a string of the assignment's test or read-only cells (hidden tests
+  included) or of the course package they call (convlab/*.py, e.g. convlab/mistakes.py's
+  catalogues), an f-string counting as its template: a student's own exception message can make a
   real mistake more frequent, never invent one. Examples are anonymised (every student id of
   the class is replaced) and taken from a visible test when one shows the mistake;
 * the exercises not attempted (a test failed with the `NotImplementedError` of the release's
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import hashlib
 import html
 import io
@@ -46,7 +48,7 @@ from pathlib import Path
 import nbformat
 
 from .autograde import write_atomic
-from .course import source_notebook
+from .course import ROOT, source_notebook
 from .feedback import NoResults, latest_results
 
 REPORT = "report.html"
@@ -55,6 +57,7 @@ REVIEW = ("tampered", "crashed", "timeout", "memory")
 NOT_GRADED = ("invalid", "error")
 WITH_CELLS = ("graded", *REVIEW)            # the statuses whose test cells ran (all or some)
 _MISTAKE = re.compile(r"it matches what you get if you (.+?)(?: \(\d+ of \d+ inputs are wrong\))?\.$", re.S)
+_SEVERAL = re.compile(r", or if you | — or you ")   # convlab.checks' and convlab.mistakes' joins
 _NOT_ATTEMPTED = "NotImplementedError"
 _MIN_LITERAL = 12       # a mistake's text, or an f-string template's fixed text, is at least this long
 
@@ -126,46 +129,88 @@ def _python(source: str) -> str:
 class _Template:
     """A string of the tests that may describe a mistake: a constant, or an f-string's pattern."""
     text: str                               # as shown: the constant, or the f-string with … holes
-    pattern: re.Pattern | None = None       # for an f-string: its fixed parts, anything between
+    parts: tuple[str | None, ...] | None = None   # an f-string's fixed parts, None for each hole
+
+    def fits(self, text: str) -> bool:
+        """Whether `text` is what this f-string can give (each hole at least one character):
+        glob-style matching, the fixed parts leftmost first, in linear time (a regular expression
+        of lazy holes backtracks exponentially on a crafted message)."""
+        parts, pos, holes = self.parts or (), 0, 0
+        for i, part in enumerate(parts):
+            if part is None:
+                holes += 1
+                continue
+            if i == 0:
+                if not text.startswith(part):
+                    return False
+                pos = len(part)
+            elif i == len(parts) - 1:
+                if not text.endswith(part) or len(text) - len(part) < pos + holes:
+                    return False
+                pos = len(text)
+            else:
+                found = text.find(part, pos + holes)
+                if found < 0:
+                    return False
+                pos = found + len(part)
+            holes = 0
+        return len(text) - pos >= holes if holes else pos == len(text)
 
 
 def mistake_templates(assignment: str) -> list[_Template]:
     """Every string of the instructor's cells of the source notebook (test and read-only cells,
-    hidden tests included): the only texts a counted mistake may have."""
+    hidden tests included) and of the course package the tests call (convlab/*.py: the
+    catalogues of mistakes that several tests share): the only texts a counted mistake may have."""
     out: list[_Template] = []
     for cell in _source_cells(assignment):
         md = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code" or md.get("solution") or not (md.get("grade") or md.get("locked")):
             continue
         try:
-            tree = ast.parse(_python(cell.source))
+            out += _strings(ast.parse(_python(cell.source)))
         except SyntaxError:
             continue
-        in_fstrings = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in in_fstrings:
-                out.append(_Template(node.value))
-            elif isinstance(node, ast.JoinedStr):
-                fixed = [v.value if isinstance(v, ast.Constant) else None for v in node.values]
-                literal = "".join(f for f in fixed if f)
-                if len(literal) >= _MIN_LITERAL:
-                    regex = "".join(re.escape(f) if f is not None else ".+?" for f in fixed)
-                    out.append(_Template("".join(f if f is not None else "…" for f in fixed),
-                                         re.compile(regex, re.S)))
+    return out + _package_templates()
+
+
+@functools.cache
+def _package_templates() -> list[_Template]:
+    found: list[_Template] = []
+    for module in sorted((ROOT / "convlab").glob("*.py")):
+        try:
+            found += _strings(ast.parse(module.read_text(encoding="utf-8")))
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return found
+
+
+def _strings(tree: ast.AST) -> list[_Template]:
+    """The string constants of `tree`, and its f-strings as templates (when their fixed text is at
+    least _MIN_LITERAL characters)."""
+    out: list[_Template] = []
+    in_fstrings = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in in_fstrings:
+            out.append(_Template(node.value))
+        elif isinstance(node, ast.JoinedStr):
+            fixed = [v.value if isinstance(v, ast.Constant) else None for v in node.values]
+            if len("".join(f for f in fixed if f)) >= _MIN_LITERAL:
+                out.append(_Template("".join(f if f is not None else "…" for f in fixed), tuple(fixed)))
     return out
 
 
 def named_mistakes(message: str, templates: list[_Template]) -> list[str]:
     """The mistakes a failure message names (convlab's "it matches what you get if you X."), each
     as the text of the tests that describes it; mistakes whose text is not in the tests are not
-    returned. Several mistakes that give the same result are named "A, or if you B"."""
+    returned. Several mistakes that give the same result are named "A, or if you B" (or
+    "A — or you B")."""
     if not message.startswith("AssertionError:"):
         return []
     found = _MISTAKE.search(message)
     if not found:
         return []
     description = found.group(1)
-    for parts in ([description], description.split(", or if you ")):
+    for parts in ([description], _SEVERAL.split(description)):
         named = [_template_of(p, templates) for p in parts]
         if all(named):
             return list(dict.fromkeys(named))
@@ -173,11 +218,13 @@ def named_mistakes(message: str, templates: list[_Template]) -> list[str]:
 
 
 def _template_of(description: str, templates: list[_Template]) -> str | None:
+    """The text of the tests that `description` is: a string constant of at least _MIN_LITERAL
+    characters, or an f-string's template; None if it is neither."""
     for t in templates:
-        if t.pattern is None and description == t.text and len(description) >= _MIN_LITERAL:
+        if t.parts is None and description == t.text and len(description) >= _MIN_LITERAL:
             return description
     for t in templates:
-        if t.pattern is not None and t.pattern.fullmatch(description):
+        if t.parts is not None and t.fits(description):
             return t.text
     return None
 

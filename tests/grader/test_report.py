@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -44,7 +45,7 @@ def _cell(gid: str, passed: bool, message: str = "", points: float = 1.0, hidden
 def _sign_message() -> str:
     """The message lesson 2's value test gives the kernel with the opposite sign (its tests' text)."""
     templates = report.mistake_templates(A)
-    text = next(t.text for t in templates if t.pattern is None and t.text.startswith(SIGN))
+    text = next(t.text for t in templates if t.parts is None and t.text.startswith(SIGN))
     return f"AssertionError: the response of horizontal_edge_kernel() to an image is wrong: it matches what you get if you {text}."
 
 
@@ -90,6 +91,21 @@ def test_exercises_are_answer_cells_and_the_tests_after_them():
         ("edge_magnitude", ["edge_magnitude_step", "edge_magnitude_matches_pytorch", "edge_magnitude_properties"], 4)]
     assert report.exercises("06_small_cnn")[0].name == "conv_output_size, pool_output_size"
     assert report.Mistake(A, "set the jump to the stride; the jump is the product").label == "set the jump to the stride"
+
+
+def test_f_string_templates_match_in_linear_time():
+    """Check an f-string's template (each hole at least one character) and that a crafted message
+    cannot make matching slow (a regular expression of lazy holes would backtrack for hours)."""
+    t = report._Template("made an off-by-one: … fits in … positions", ("made an off-by-one: ", None, " fits in ", None, " positions"))
+    assert t.fits("made an off-by-one: k fits in n - k + 1 positions")
+    assert t.fits("made an off-by-one: a fits in b fits in c positions")
+    assert not t.fits("made an off-by-one:  fits in n positions") and not t.fits("made an off-by-one: k fits in  positions")
+    holes = report._Template("…abc……", (None, "abc", None, None))
+    assert holes.fits("xabcyz") and not holes.fits("xabcy") and not holes.fits("abcyz")
+    crafted = report._Template("a…b…c…d", ("a", None, "b", None, "c", None, "d"))
+    started = time.monotonic()
+    assert not crafted.fits("a" + "b" * 200_000 + "c" * 1000)
+    assert time.monotonic() - started < 0.5
 
 
 def test_examples_are_anonymised():
