@@ -99,6 +99,10 @@ from .kernel import KernelDied, Shell, repair_surrogates
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
 STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing", "error")
+# Statuses an instructor should look at before feedback goes out: their failed cells (every cell,
+# when tampered) get needs_manual_grade in the gradebook, with the reason as a comment, so
+# formgrader's "needs manual grade" view lists them.
+FLAGGED = ("timeout", "crashed", "memory", "tampered")
 # The code whose change re-grades everything (`code_fingerprint`), and the packages whose versions do.
 CODE_FOLDERS = (ROOT / "grader", ROOT / "convlab")
 PACKAGES = ("torch", "numpy", "nbgrader", "nbformat", "IPython")
@@ -633,9 +637,10 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
         try:
             write_atomic(dest, nbformat.writes(job.nb))     # first: a write that fails leaves no row
             written = True
+            flag = (status, _reason(job, died, opts)) if status in FLAGGED else None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
-                _save_to_gradebook(job, gb, late_penalties(opts.config_dir))
+                _save_to_gradebook(job, gb, late_penalties(opts.config_dir), flag)
             job.timings["record"] = time.monotonic() - t
         except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
             status, died, cells = "error", "grader", []
@@ -650,28 +655,41 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
         except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
             status, died = "error", "grader"
             job.message = f"could not record the missing notebook's zero: {type(err).__name__}: {err}"
-    messages = list(job.findings)
-    if job.message:
-        messages.insert(0, job.message)
-    if died:
-        messages.insert(0, DEATH_MESSAGE.get(died, died).format(timeout=opts.timeout, memory=_size(opts.memory)))
     result = {
         "student_id": job.student, "assignment": job.assignment, "key": job.key,
         "status": status,
         "score": sum(c["score"] for c in cells),
         "max_score": sum(c["max_score"] for c in cells) if cells else max_scores[job.assignment],
-        "messages": messages, "cells": cells, "timings": {**timings, **job.timings},
+        "messages": _messages(job, died, opts), "cells": cells, "timings": {**timings, **job.timings},
     }
     write_atomic(result_path(opts.out, job, status), json.dumps(result, indent=1))
     return result
 
 
-def _save_to_gradebook(job: Job, gb: Gradebook, late: AssignLatePenalties) -> None:
+def _messages(job: Job, died: str | None, opts: Options) -> list[str]:
+    """What the result file says happened: how the kernel died, the job's message, the findings."""
+    messages = list(job.findings)
+    if job.message:
+        messages.insert(0, job.message)
+    if died:
+        messages.insert(0, DEATH_MESSAGE.get(died, died).format(timeout=opts.timeout, memory=_size(opts.memory)))
+    return messages
+
+
+def _reason(job: Job, died: str | None, opts: Options) -> str:
+    """The flagged submission's reason, for its gradebook comments (at most 1,000 characters)."""
+    text = "; ".join(_messages(job, died, opts)) or "see the grader's result file"
+    return text if len(text) <= 1000 else text[:999] + "…"
+
+
+def _save_to_gradebook(job: Job, gb: Gradebook, late: AssignLatePenalties,
+                       flag: tuple[str, str] | None = None) -> None:
     """What `nbgrader autograde` records: the student, the submission (with its timestamp), the
     scores (SaveAutoGrades'; without a notebook, for an assignment folder handed in without it, a
     zero on every graded cell and nothing to grade by hand, as nbgrader gives a missing notebook)
-    and AssignLatePenalties' penalty, in one commit (on a failure the session is rolled back, so
-    the next submission starts clean)."""
+    and AssignLatePenalties' penalty, and for a `flag` (status, reason) the review marks
+    (`_flag`), in one commit (on a failure the session is rolled back, so the next submission
+    starts clean)."""
     try:
         gb.update_or_create_student(job.student)
         timestamp = _timestamp(job.path.parent)
@@ -682,10 +700,27 @@ def _save_to_gradebook(job: Job, gb: Gradebook, late: AssignLatePenalties) -> No
             for grade in gb.find_submission_notebook(job.assignment, job.assignment, job.student).grades:
                 grade.auto_score, grade.needs_manual_grade = 0, False
         _assign_late_penalty(gb, job, late)
+        if flag and job.nb is not None:
+            _flag(gb.find_submission_notebook(job.assignment, job.assignment, job.student), *flag)
         gb.db.commit()
     except BaseException:
         gb.db.rollback()
         raise
+
+
+def _flag(notebook, status: str, reason: str) -> None:
+    """Review marks on a flagged submitted notebook, where instructors work (formgrader): its
+    failed autograded cells (all of its graded cells when `tampered`: nothing it scored can be
+    trusted) need a manual grade, and each comment row gets the reason as its automatic comment
+    (formgrader shows it in the comment box; the students' feedback pages show only the comments
+    an instructor writes: grader/feedback.py)."""
+    for grade in notebook.grades:
+        failed = grade.auto_score is not None and grade.max_score and grade.auto_score < grade.max_score
+        if status == "tampered" or failed:
+            grade.needs_manual_grade = True
+    note = f"The grader flagged this submission ({status}): {reason}. Check it before releasing feedback."
+    for comment in notebook.comments:
+        comment.auto_comment = f"{comment.auto_comment} {note}" if comment.auto_comment else note
 
 
 def _assign_late_penalty(gb: Gradebook, job: Job, late: AssignLatePenalties) -> None:

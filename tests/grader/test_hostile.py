@@ -728,3 +728,26 @@ def test_what_a_kernel_sends_is_never_the_graders_error(graded):
     assert "the student's kernel sent a message nested more than 64 deep" in deep["messages"], deep["messages"]
     passed = {c["grade_id"] for c in deep["cells"] if c["passed"]}
     assert "corr2d_worked_example" in passed and "conv2d_parameters" not in passed, deep["cells"]
+
+
+@pytest.mark.parametrize("name, status", [("allclose", "tampered"), ("infinite_loop", "timeout")])
+def test_flagged_submissions_need_a_manual_grade_in_formgrader_with_the_reason(graded, course_config, name, status):
+    """Check that a flagged submission (tampered, timeout, ...) is listed by formgrader's "needs
+    manual grade" (its failed cells, all of them when tampered), with the grader's reason in its
+    answers' comments; an honest one (correct, wrong) is not."""
+    from nbgrader.api import Gradebook
+    _, by_name, _ = graded
+    assert by_name[name]["status"] == status
+    with Gradebook(f"sqlite:///{course_config}/gradebook.db") as gb:
+        nb = gb.find_submission_notebook(A, A, name)
+        flagged = {g.name for g in nb.grades if g.needs_manual_grade}
+        failed = {g.name for g in nb.grades if g.auto_score is not None and g.auto_score < g.max_score}
+        assert gb.find_submission(A, name).needs_manual_grade
+        assert flagged == ({g.name for g in nb.grades} if status == "tampered" else failed) and failed, (flagged, failed)
+        reasons = [c.auto_comment or "" for c in nb.comments]
+        assert reasons and all(f"The grader flagged this submission ({status})" in r for r in reasons), reasons
+        assert by_name[name]["messages"][0][:40] in reasons[0]
+        for honest in ("correct", "wrong"):
+            sub = gb.find_submission_notebook(A, A, honest)
+            assert not any(g.needs_manual_grade for g in sub.grades), honest
+            assert not any("flagged" in (c.auto_comment or "") for c in sub.comments), honest
