@@ -34,6 +34,7 @@ from .explorers import (
 )
 from .hints import hint
 from .images import load_sample_image
+from .mistakes import layer_params_mistake, layer_shape_mistake, receptive_field_mistakes
 from .plotting import (
     animate_corr2d,
     animate_pool2d,
@@ -72,8 +73,11 @@ __all__ = [
     "forbid_torch_functions",
     "hint",
     "kernel_presets",
+    "layer_params_mistake",
+    "layer_shape_mistake",
     "load_cifar10",
     "load_sample_image",
+    "receptive_field_mistakes",
     "seed_everything",
     "shift_pooling",
     "show_conv_windows",
