@@ -218,10 +218,14 @@ def _course_folders() -> None:
     folder (gradebook, submissions, graded notebooks) belong to the group convlab-staff, and
     nbgrader runs `groupshared` for them (instructor config). The exchange root is 1777 as nbgrader
     insists (the sticky bit keeps anyone from removing another's folder there); the course folder
-    is closed to everyone else."""
+    is closed to everyone else. The course's inbound folder is made here, before nbgrader's
+    release would make it 2773: students may add their submissions and neither list (nbgrader's
+    choice) nor, with the sticky bit added, remove or rename another's, even by a name they
+    guessed or saw."""
     EXCHANGE.mkdir(parents=True, exist_ok=True)
     EXCHANGE.chmod(0o1777)
     _shared(EXCHANGE / COURSE_ID, 0o2775)
+    _shared(EXCHANGE / COURSE_ID / "inbound", 0o3773)
     _shared(COURSE_DIR, 0o2770)
     _shared_file(COURSE_DIR / "gradebook.db")
     _shared_file(COURSE_DIR / "nbgrader.log")

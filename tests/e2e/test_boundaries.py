@@ -9,7 +9,9 @@ accounts on the shared test hub): each test does what must fail.
   not collected, and the instructor's grading log says why;
 * HTML with an onerror handler, Javascript, a <script> in markdown and a raw HTML cell handed in
   by a student run nothing when the instructor opens the submission in formgrader (Chromium);
-* a link planted at the instructor's old config path gets nothing written behind it by root.
+* a link planted at the instructor's old config path gets nothing written behind it by root;
+* a student can neither list the exchange's inbound folder nor rename, remove or change another's
+  submission in it (sticky bit; submissions 0750).
 """
 from __future__ import annotations
 
@@ -201,3 +203,39 @@ def test_a_resubmission_after_grading_is_collected_and_graded(classroom, resubmi
     assert float(row.split(",")[2]) == half and row.endswith(",graded"), row
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         assert gb.find_submission(ASSIGNMENT, student).score == pytest.approx(half)
+
+
+REMOVE_ANOTHERS = r"""
+import json, os, shutil, sys
+entry = sys.argv[1]
+tried = {}
+for what, act in (("rename", lambda: os.rename(entry, entry + "x")),
+                  ("remove", lambda: shutil.rmtree(entry)),
+                  ("list", lambda: os.listdir(os.path.dirname(entry)))):
+    try:
+        act()
+        tried[what] = "done"
+    except PermissionError:
+        tried[what] = "denied"
+print(json.dumps(tried))
+"""
+
+
+def test_a_student_cannot_remove_or_rename_anothers_submission(classroom, graded_class):
+    """Check that in the exchange's inbound folder a student (who knows the name of another's
+    submission) can neither rename nor remove it (the sticky bit), nor change or delete what is in
+    it (nbgrader makes it 0777; the students' PrivateSubmit 0750), nor list the folder."""
+    import subprocess
+    inbound = classroom.hub.exchange / "convlab" / "inbound"
+    victim, attacker = classroom.students[0], classroom.students[3]
+    entries = sorted(p for p in inbound.iterdir() if p.name.startswith(f"{victim}+"))
+    assert entries, f"no submission of {victim} in {inbound}"
+    assert inbound.stat().st_mode & 0o7777 == 0o3773, oct(inbound.stat().st_mode)
+    before = {str(p.relative_to(entries[-1])): oct(p.stat().st_mode) for p in entries[-1].rglob("*")}
+    assert before, f"{entries[-1]} is empty"
+    out = subprocess.run(["runuser", "-u", attacker, "--", str(local.hub_python()), "-c", REMOVE_ANOTHERS,
+                          str(entries[-1])], capture_output=True, text=True, timeout=60, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"rename": "denied", "remove": "denied", "list": "denied"}, out.stdout
+    after = {str(p.relative_to(entries[-1])): oct(p.stat().st_mode) for p in entries[-1].rglob("*")}
+    assert after == before, (before, after)
