@@ -51,7 +51,7 @@ endif
 	@$(BIN)/python -m pip uninstall --quiet --yes $(LOCK_OMIT) 2>/dev/null || true
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (convlab)" >/dev/null
-	@# matplotlib's font list, built once: the grader's sandboxes copy it in (grader/zygote.py)
+	@# matplotlib's font list, built once: the grader's sandboxes copy it in (grader/inside/zygote.py)
 	MPLCONFIGDIR=$(abspath $(VENV))/share/convlab/matplotlib $(BIN)/python -c "import matplotlib.font_manager"
 	@touch $@
 

@@ -390,7 +390,7 @@ class _ByHand:
 
 def forbidden_now() -> list[tuple[frozenset[str], str]]:
     """The (names, message) of every `forbid_torch_functions` block being executed, outermost
-    first. The grader's examiner (grader/examiner.py) sends them with each call of the student's
+    first. The grader's examiner (grader/inside/examiner.py) sends them with each call of the student's
     code and checks that code's source for those names.
 
     >>> with forbid_torch_functions({"conv2d"}, "by hand"):

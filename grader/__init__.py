@@ -8,14 +8,20 @@
     python -m grader report            one HTML page on the class (instructors): scores, mistakes, changes
     python -m grader.bench --n N       throughput of autograde vs plain serial nbgrader autograde
 
-Modules: course (paths and the nbgrader command line), release, execute, submissions (test
-submissions), autograde (orchestration, gradebook, grades.csv), integrity (test cells vs the
-release, nbgrader's sanitizing), monkeypatch (static scan for patching), forkserver and zygote
-(long-lived sandboxes forking kernels), sandbox (bubblewrap, limits), kernel (the grader's side
-of a sandboxed process: cells, capped outputs, calls), shell (that process: an IPython shell on a
-socket, the student kernel's or the examiner's; no Jupyter kernel), examination (one submission:
-the student kernel and the examiner, the relay of proxy calls), examiner (trusted, inside the
-examiner: proxies and verdicts), student_agent (inside the student kernel: serves the proxies),
-wire (the data that crosses), feedback, report (the class report), lms (Canvas and Moodle
-exports for `nbgrader export`), bench.
+Where things are (trusted: runs as the instructor, or root; inside: runs in a sandbox):
+
+    trusted, the run        autograde (the pipeline: PIPELINE, its steps in order), grading (one
+                            submission: the student kernel and the examiner, the relay of calls),
+                            shell_client (the grader's side of a sandboxed shell: cells, capped
+                            outputs, calls), forkserver and sandbox (bubblewrap, limits, zygotes)
+    trusted, the rules      statuses (every status, one table), integrity (plain files, test cells
+                            vs the release, nbgrader's sanitizing, inert markup), monkeypatch
+                            (static scan for patching)
+    trusted, around it      course (paths, nbgrader's command line), release, run_notebooks
+                            (execute solutions/, check student versions), submissions (made-up
+                            submissions for tests and the benchmark), feedback, report (the class
+                            report), lms (Canvas and Moodle exports for `nbgrader export`), bench,
+                            nbgrader_config
+    inside/ (sandboxed)     shell, zygote, wire, envelope, student_agent, examiner: shipped as
+                            source, never imported by the trusted grader (grader/inside/__init__.py)
 """

@@ -11,7 +11,7 @@ import sys
 
 from pathlib import Path
 
-from . import autograde, execute, feedback, release, report
+from . import autograde, feedback, release, report, run_notebooks
 from .course import CONFIG, use_this_environment
 
 EXIT_CANNOT_RUN = 1      # the run could not start (the message says what to fix)
@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         written = release.release(names)
         print("\n".join(f"wrote {w}" for w in written) or "notebooks/ already up to date")
     elif args.command == "run-solutions":
-        for path in execute.run_solutions(names):
+        for path in run_notebooks.run_solutions(names):
             print(f"executed {path}")
     elif args.command == "check-students":
-        problems = execute.check_student_versions(names)
+        problems = run_notebooks.check_student_versions(names)
         print("\n".join(problems) or "every student notebook fails only where it should")
         return 1 if problems else 0
     return 0

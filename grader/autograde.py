@@ -1,9 +1,9 @@
 """`python -m grader autograde SUBMISSIONS`: grade every <student>/<assignment>/<assignment>.ipynb.
 
 One orchestrator process (this one) and N worker threads, each grading one submission at a time
-with two sandboxed kernels (grader/examination.py: the student kernel runs the student's code,
+with two sandboxed kernels (grader/grading.py: the student kernel runs the student's code,
 the examiner runs the instructor's cells and decides every verdict; grader/sandbox.py,
-grader/kernel.py), killed, not shut down, after use. Where kernels come from (one source for
+grader/shell_client.py), killed, not shut down, after use. Where kernels come from (one source for
 student kernels, another for examiners):
 
 * by default, a fork server per worker (grader/forkserver.py, `ForkServerPool`): one long-lived
@@ -48,7 +48,7 @@ server did not come up, the gradebook could not be read, an exception in the gra
 cached (its result file is <key>.error.json, which no later run reuses), not written to the
 gradebook, and graded again by the next run; `python -m grader autograde` then exits with status 3.
 What a student's kernel sends cannot cause it: a frame the grader refuses is that kernel's
-`crashed`, strings are repaired and invalid outputs dropped (grader/kernel.py), and so are lone
+`crashed`, strings are repaired and invalid outputs dropped (grader/shell_client.py), and so are lone
 surrogates in the notebook itself.
 
 Library functions raise (`AutogradeError` for a run that cannot start, with what to fix); only
@@ -92,33 +92,18 @@ from tqdm import tqdm
 from . import integrity
 from .course import (CONFIG, ROOT, SOLUTIONS, nbgrader, source_notebook, student_notebook, tool_env,
                      use_this_environment)
-from . import monkeypatch
-from .examination import CALL_TIMEOUT, Examination, is_instructor
+from . import monkeypatch, statuses
+from .grading import CALL_TIMEOUT, Examination, is_instructor
 from .forkserver import ForkServerPool
-from .kernel import KernelDied, Shell, repair_surrogates
+from .shell_client import KernelDied, Shell, repair_surrogates
 from .sandbox import Limits, SandboxUnavailable, check_sandbox
 
-STATUSES = ("graded", "timeout", "crashed", "memory", "tampered", "invalid", "missing", "error")
-# Statuses an instructor should look at before feedback goes out: their failed cells (every cell,
-# when tampered) get needs_manual_grade in the gradebook, with the reason as a comment, so
-# formgrader's "needs manual grade" view lists them.
-FLAGGED = ("timeout", "crashed", "memory", "tampered")
+STATUSES = statuses.NAMES           # (the table: grader/statuses.py)
+FLAGGED = statuses.REVIEW           # their failed cells need a manual grade in the gradebook (`_flag`)
 # The code whose change re-grades everything (`code_fingerprint`), and the packages whose versions do.
 CODE_FOLDERS = (ROOT / "grader", ROOT / "convlab")
+NOT_GRADING = ("grader/report.py", "grader/lms.py", "grader/feedback.py", "grader/bench.py")
 PACKAGES = ("torch", "numpy", "nbgrader", "nbformat", "IPython")
-# KernelDied reasons -> status. "grader": the grader failed before the student's code ran.
-DEATH_STATUS = {"timeout": "timeout", "memory": "memory", "disk": "memory", "flood": "crashed",
-                "crashed": "crashed", "killed": "crashed", "grader": "error", "call_timeout": "timeout"}
-DEATH_MESSAGE = {
-    "timeout": "the notebook ran out of time ({timeout:g} s for the whole notebook)",
-    "call_timeout": "a call of the student's code from a test ran out of time and could not be interrupted",
-    "memory": "the notebook used more memory than allowed ({memory})",
-    "disk": "the notebook wrote too much to disk",
-    "flood": "the notebook printed too much output",
-    "crashed": "the kernel stopped (sys.exit, os._exit, a crash or a killed process)",
-    "killed": "the kernel was stopped",
-    "grader": "the grader failed (not the submission's fault); the next run grades it again",
-}
 
 
 # What PyTorch imports lazily, the first time some code runs, and the code that does it: the first
@@ -401,14 +386,16 @@ def _job(student: str, student_dir: Path, a: str) -> Job:
 
 @functools.cache
 def code_fingerprint(folders: tuple[Path, ...] = CODE_FOLDERS) -> str:
-    """A hash of the grader's own code: every *.py (and nbgrader/nbval config) in `folders`, by
-    relative path and content, and the versions of the packages in PACKAGES. Computed once per
-    process (the code does not change while it runs)."""
+    """A hash of the grader's own code: every *.py (and nbgrader/nbval config) under `folders`
+    (grader/inside/ included), by relative path and content, but for the tools that only read
+    results (NOT_GRADING: editing the class report re-grades nothing), and the versions of the
+    packages in PACKAGES. Computed once per process (the code does not change while it runs)."""
     h = hashlib.sha256()
     for folder in folders:
-        for f in sorted(folder.glob("*")):
-            if f.is_file() and f.suffix in (".py", ".cfg"):
-                h.update(f"{folder.name}/{f.name}\0".encode())
+        for f in sorted(folder.rglob("*")):
+            rel = f.relative_to(folder).as_posix()
+            if f.is_file() and f.suffix in (".py", ".cfg") and f"{folder.name}/{rel}" not in NOT_GRADING:
+                h.update(f"{folder.name}/{rel}\0".encode())
                 h.update(hashlib.sha256(f.read_bytes()).digest())
     for package in PACKAGES:
         try:
@@ -542,7 +529,7 @@ class KernelPool:
 # grading one submission (worker thread)
 
 def execute(job: Job, student: Shell, examiner: Shell, imports: dict, opts: Options) -> tuple[str | None, dict]:
-    """Grade the sanitized notebook with two kernels (grader/examination.py: the student's code in
+    """Grade the sanitized notebook with two kernels (grader/grading.py: the student's code in
     `student`, the instructor's cells and every verdict in `examiner`). Fills the cells' outputs in
     job.nb; returns (death reason or None, timings)."""
     exam = Examination(job, student, examiner, imports, timeout=opts.timeout, sandbox=opts.sandbox,
@@ -556,7 +543,7 @@ def execute(job: Job, student: Shell, examiner: Shell, imports: dict, opts: Opti
         died = err.reason
         if err.detail:
             job.message = (job.message + "; " if job.message else "") + err.detail[:500]
-        message = DEATH_MESSAGE.get(died, died).format(timeout=opts.timeout, memory=_size(opts.memory))
+        message = statuses.death_message(died, timeout=opts.timeout, memory=_size(opts.memory))
         for cell in exam.cells[exam.position:]:
             if integrity.is_test(cell) and not any(o.output_type == "error" for o in cell.get("outputs", [])):
                 cell.outputs = list(cell.get("outputs", [])) + [_error("GraderStopped", f"not graded: {message}")]
@@ -618,14 +605,14 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
     """Write the autograded notebook, then save grades to the gradebook (nbgrader's
     SaveAutoGrades), then the result file. A grader error (`died == "grader"`) goes to neither the
     gradebook nor the autograded notebooks, and its result file is never reused. If writing or
-    saving fails (the student's data cannot make either fail: grader/kernel.py repairs it), the
+    saving fails (the student's data cannot make either fail: grader/shell_client.py repairs it), the
     submission gets status `error` (the grader's failure), nothing of it stays recorded, and the
     run goes on."""
     cells = _cell_results(job.nb, job.hidden_failed) if job.nb is not None and died != "grader" else []
     if job.status in ("invalid", "missing", "error"):
         status = job.status
     elif died:
-        status = DEATH_STATUS.get(died, "crashed")
+        status = statuses.of_death(died)
     elif job.findings:
         status = "tampered"
     else:
@@ -672,7 +659,7 @@ def _messages(job: Job, died: str | None, opts: Options) -> list[str]:
     if job.message:
         messages.insert(0, job.message)
     if died:
-        messages.insert(0, DEATH_MESSAGE.get(died, died).format(timeout=opts.timeout, memory=_size(opts.memory)))
+        messages.insert(0, statuses.death_message(died, timeout=opts.timeout, memory=_size(opts.memory)))
     return messages
 
 
@@ -895,7 +882,7 @@ def _cached(jobs: list[Job], opts: Options) -> tuple[dict, list[Job]]:
         if path.exists():
             try:
                 cached = json.loads(path.read_text())
-                if cached.get("status") != "error":
+                if statuses.BY_NAME.get(cached.get("status"), statuses.BY_NAME["error"]).cached:
                     results[(job.student, job.assignment)] = cached
                     continue
             except ValueError:
@@ -905,7 +892,7 @@ def _cached(jobs: list[Job], opts: Options) -> tuple[dict, list[Job]]:
 
 
 def _start_pools(opts: Options, needed: int, warm: tuple[str, ...]) -> tuple[Path, list]:
-    """A scratch folder and the two sources of kernels (both IPython shells, grader/shell.py): one
+    """A scratch folder and the two sources of kernels (both IPython shells, grader/inside/shell.py): one
     for student kernels, one for examiners."""
     scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-"))
     os.chmod(scratch, 0o711)

@@ -19,19 +19,10 @@ from pathlib import Path
 import nbformat
 
 from .autograde import LAST_RUN, write_atomic
+from . import statuses
 from .course import student_notebook
 
 HIDDEN = re.compile(r"[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.S)
-STATUS_TEXT = {
-    "graded": "graded",
-    "timeout": "stopped: it ran out of time",
-    "crashed": "stopped: the kernel stopped or printed too much",
-    "memory": "stopped: it used too much memory",
-    "tampered": "flagged: tests or the grading machinery were changed; graded with the original tests",
-    "invalid": "not a readable notebook",
-    "missing": "not handed in",
-    "error": "not graded yet: the grader failed (not your fault)",
-}
 
 
 class NoResults(Exception):
@@ -115,7 +106,7 @@ tr.pass td:nth-child(3){{color:#1a7f37}} tr.fail td:nth-child(3){{color:#c62828;
 pre{{background:#f6f8fa;padding:.5em;white-space:pre-wrap}}</style></head><body>
 <h1>{e(result['assignment'])}</h1>
 <p>Student: <b>{e(result['student_id'])}</b>. Score: <b>{e(_score_line(result, graded))}</b>
-({e(STATUS_TEXT.get(result['status'], result['status']))}).</p>
+({e(statuses.student_text(result['status']))}).</p>
 {f'<ul>{notes}</ul>' if notes else ''}
 {f'<h2>Comments from your instructor</h2><ul>{comments}</ul>' if comments else ''}
 <table><tr><th>test</th><th>points</th><th>result</th><th>message</th><th>visible source</th></tr>

@@ -1,20 +1,20 @@
 """Fork servers: one long-lived sandbox per worker whose trusted main process (the zygote,
-grader/zygote.py) has imported PyTorch, matplotlib, convlab and IPython once, and forks a fresh
+grader/inside/zygote.py) has imported PyTorch, matplotlib, convlab and IPython once, and forks a fresh
 kernel for each submission, so the ~3 s of CPU-bound imports are paid once per worker instead of
 once per submission.
 
 Same sandbox as the per-kernel path (grader/sandbox.py `bwrap_prefix`: no network, read-only
 binds, private /tmp, fresh unprivileged uid when root, no capabilities, --die-with-parent), same
-protocol (grader/kernel.py: frames over a Unix socket in the shared folder, one deadline, output
+protocol (grader/shell_client.py: frames over a Unix socket in the shared folder, one deadline, output
 caps). autograde uses two pools, one forking student kernels and one forking examiners
-(grader/examination.py), so the two never share a sandbox.
+(grader/grading.py), so the two never share a sandbox.
 
 Between two submissions on the same worker (`ForkServerPool._release`, `ForkServer.reset`), in this order:
 
 1. the grader SIGKILLs the kernel's process tree from outside (as it does today);
 2. the zygote SIGKILLs every other process of the sandbox (pid namespace), reaps them, checks none
    is left, removes System V IPC objects, empties the uid's keyrings and /tmp and /dev/shm
-   (grader/zygote.py);
+   (grader/inside/zygote.py);
 3. the grader empties the shared IPC folder (the socket, the submission's files).
 
 If any step fails, times out (`RESET_TIMEOUT`), or the zygote died or does not answer (a student
@@ -42,11 +42,11 @@ from pathlib import Path
 
 import psutil
 
-from . import sandbox
-from .kernel import KernelDied, Shell
+from . import inside, sandbox
+from .shell_client import KernelDied, Shell
 from .sandbox import KERNEL_DIR, PYTHON, Limits, SandboxedKernel, SandboxUnavailable
 
-ZYGOTE_SOURCE = (Path(__file__).parent / "zygote.py").read_text()
+ZYGOTE_SOURCE = inside.source("zygote")     # grader/inside/zygote.py
 START_TIMEOUT = 120.0        # the zygote's imports, on a busy machine
 FORK_TIMEOUT = 10.0
 RESET_TIMEOUT = 10.0
@@ -141,7 +141,7 @@ class ForkServer:
         return self.proc.poll() is None
 
     def fork(self) -> tuple["ForkedKernel", "socket.socket"]:
-        """Have the zygote fork a shell (grader/shell.py) of its role that connects to a new
+        """Have the zygote fork a shell (grader/inside/shell.py) of its role that connects to a new
         socket in the shared folder; the process and the listening socket."""
         self.forks += 1
         n = self.forks
@@ -236,7 +236,7 @@ class ForkServerPool:
     """One fork server per worker. `acquire()` gives a ready kernel forked from a clean server;
     `Shell.stop()` gives the server back (cleaned, or replaced by a new one if cleaning fails).
     `warm`: modules the zygotes import besides their own list (e.g. torch._dynamo); `role`: what
-    they fork, "student" kernels or "examiner"s (both grader/shell.py)."""
+    they fork, "student" kernels or "examiner"s (both grader/inside/shell.py)."""
 
     def __init__(self, scratch: Path, *, workers: int, limits: Limits, warm: tuple[str, ...] = (),
                  role: str) -> None:

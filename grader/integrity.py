@@ -361,7 +361,7 @@ def inert_markup(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> n
     the release's is rendered as formgrader renders it, and if that gives anything but plain
     markup (a script, an event handler, an iframe, a `javascript:` link ...: `_Unsafe`), the cell
     becomes its own source shown as text, with a note. A raw cell loses the format that would make
-    a renderer paste it in as HTML. Outputs are handled by the kernel reader (grader/kernel.py).
+    a renderer paste it in as HTML. Outputs are handled by the kernel reader (grader/shell_client.py).
     Returns `nb`."""
     ours = {c.source for c in release.cells if c.cell_type == "markdown"}
     for cell in nb.cells:

@@ -1,6 +1,6 @@
 """A static scan of the student's cells for code that patches the course's libraries or IPython.
 
-Since verdicts are computed in the examiner (grader/examiner.py), patching PyTorch, convlab,
+Since verdicts are computed in the examiner (grader/inside/examiner.py), patching PyTorch, convlab,
 builtins or the kernel's machinery in the student kernel cannot change a grade: such code is
 pointless there, and almost always an attempt at what used to work against in-process graders.
 So it is flagged (the submission is `tampered`: graded as usual, to be reviewed by hand), from
@@ -11,7 +11,7 @@ the source, by the grader (nothing runs). What is flagged, in any student cell:
   setattr/delattr, or an entry of `sys.modules` / a module's `__dict__`;
 * reaching into IPython's machinery through `get_ipython()` (input and AST transformers, custom
   exception handlers, events, ...), other than running a magic;
-* naming the grader's agent in the student kernel (`_convlab_agent`, grader/student_agent.py).
+* naming the grader's agent in the student kernel (`_convlab_agent`, grader/inside/student_agent.py).
 
 A student can hide such code from this scan (exec of a built string); it still changes nothing.
 """

@@ -47,14 +47,14 @@ from pathlib import Path
 
 import nbformat
 
+from . import statuses
 from .autograde import write_atomic
 from .course import ROOT, source_notebook
 from .feedback import NoResults, latest_results
 
 REPORT = "report.html"
 HISTORY = "previous-run.json"
-REVIEW = ("tampered", "crashed", "timeout", "memory")
-NOT_GRADED = ("invalid", "error")
+REVIEW, NOT_GRADED = statuses.REVIEW, statuses.NOT_GRADED      # (grader/statuses.py)
 WITH_CELLS = ("graded", *REVIEW)            # the statuses whose test cells ran (all or some)
 _MISTAKE = re.compile(r"it matches what you get if you (.+?)(?: \(\d+ of \d+ inputs are wrong\))?\.$", re.S)
 _SEVERAL = re.compile(r", or if you | — or you ")   # convlab.checks' and convlab.mistakes' joins

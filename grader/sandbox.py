@@ -1,4 +1,4 @@
-"""Start a grading process (grader/shell.py: a student kernel or an examiner) inside a bubblewrap
+"""Start a grading process (grader/inside/shell.py: a student kernel or an examiner) inside a bubblewrap
 sandbox, watch its memory, kill it outright.
 
 What the sandbox gives a submission (and nothing else):
@@ -32,10 +32,10 @@ Limits (enforced here, by the orchestrator, or by the trusted preamble in the ke
 
 Two ways to use it:
 
-* fork server (the default, grader/forkserver.py + grader/zygote.py): each worker keeps ONE such
+* fork server (the default, grader/forkserver.py + grader/inside/zygote.py): each worker keeps ONE such
   sandbox for many submissions. Its main process, the trusted zygote, imports PyTorch, matplotlib,
   convlab and IPython once and forks a fresh kernel per submission (the student agent or the
-  examiner's code is sent after the fork: grader/examination.py). A worker has two: one for
+  examiner's code is sent after the fork: grader/grading.py). A worker has two: one for
   student kernels, one for examiners, so the two kernels of a submission never share a pid
   namespace (nor, as root, a uid). Between two submissions every other process of the
   sandbox is SIGKILLed (from outside, then `kill(-1)` from inside the pid namespace, and checked),
@@ -46,7 +46,7 @@ Two ways to use it:
   uid), so a student's code can only signal it, which costs a new sandbox, never a grade from a
   dirty one. Memory is counted over the kernel's process tree, not the zygote.
 * one sandbox per kernel (`start_shell`, `autograde --no-fork-server`): bubblewrap runs
-  `python -c <grader/shell.py>` and the imports happen in each kernel (3+ s of CPU each).
+  `python -c <grader/inside/shell.py>` and the imports happen in each kernel (3+ s of CPU each).
 
 With `sandbox=False` (the instructor's explicit opt-out) the kernel runs as a plain child
 process: memory and time limits still apply, isolation does not (no fork server then: it
@@ -69,12 +69,13 @@ from pathlib import Path
 
 import psutil
 
+from . import inside
 from .course import ROOT
 
 PYTHON = Path(sys.executable)           # the venv's python (a symlink into the base install)
 VENV = Path(sys.prefix)
 BASE = Path(sys.base_prefix)
-SHELL_SOURCE = (Path(__file__).parent / "shell.py").read_text()   # the student kernel's or examiner's process
+SHELL_SOURCE = inside.source("shell")      # the student kernel's or examiner's process (grader/inside/shell.py)
 MPL_CACHE = VENV / "share" / "convlab" / "matplotlib"   # matplotlib's font list, built by `make venv`
 KERNEL_DIR = "/run/kernel"              # where the IPC folder appears inside the sandbox
 TMP_SIZE = 512 * 2**20                  # private /tmp (tmpfs) size
@@ -316,7 +317,7 @@ def tree_memory(procs: list[psutil.Process], limit: int) -> int:
 
 def start_shell(scratch: Path, *, role: str, sandbox: bool = True,
                 limits: Limits | None = None) -> tuple[SandboxedKernel, socket.socket]:
-    """Start a shell (grader/shell.py) of `role`, "student" or "examiner" (sandboxed unless
+    """Start a shell (grader/inside/shell.py) of `role`, "student" or "examiner" (sandboxed unless
     `sandbox` is False), and the socket it will connect to, in a new folder under `scratch`.
     Returns at once; the shell imports PyTorch and the rest in the background."""
     workdir, uid = _new_workdir(scratch, sandbox)

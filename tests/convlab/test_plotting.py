@@ -317,7 +317,7 @@ def test_animations_are_not_drawn_in_an_ipython_shell_without_a_kernel():
                              corr2d=reference_corr2d, pool2d=reference_pool2d, X=X, K=K)
         note = shell.run_cell("convlab_plotting.animate_corr2d(corr2d, X, K)").result
         assert "frames[" not in note.data and "4 frames, not drawn here" in note.data
-        # graded notebooks keep text only (grader/kernel.py): the note is there as text too
+        # graded notebooks keep text only (grader/shell_client.py): the note is there as text too
         del note._ipython_display_                 # (shown once already; format it again)
         assert "4 frames, not drawn here" in shell.display_formatter.format(note)[0]["text/plain"]
         html = shell.run_cell("convlab_plotting.animate_pool2d(pool2d, torch.ones(4, 4), 2, stride=1)").result.data

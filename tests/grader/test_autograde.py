@@ -213,7 +213,15 @@ def test_code_fingerprint_covers_every_module(tmp_path):
     f1 = autograde.code_fingerprint.__wrapped__((grader, convlab))
     assert f1 != f0
     (grader / "b.py").write_text("")
-    assert autograde.code_fingerprint.__wrapped__((grader, convlab)) not in (f0, f1)
+    f2 = autograde.code_fingerprint.__wrapped__((grader, convlab))
+    assert f2 not in (f0, f1)
+    (grader / "inside").mkdir()                 # the code shipped into the sandboxes counts
+    (grader / "inside" / "shell.py").write_text("y = 1\n")
+    f3 = autograde.code_fingerprint.__wrapped__((grader, convlab))
+    assert f3 not in (f0, f1, f2)
+    for tool in autograde.NOT_GRADING:          # the tools that only read results do not
+        (tmp_path / tool).write_text("# a new class report\n")
+    assert autograde.code_fingerprint.__wrapped__((grader, convlab)) == f3
     # the real one hashes this repository's grader/ and convlab/
     assert autograde.CODE_FOLDERS == (ROOT / "grader", ROOT / "convlab")
 

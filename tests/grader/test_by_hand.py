@@ -1,4 +1,4 @@
-"""grader/examiner.py's by-hand check (`ByHand`) on the student's source alone: what it lets pass
+"""grader/inside/examiner.py's by-hand check (`ByHand`) on the student's source alone: what it lets pass
 (the solutions and the other honest answers the tests grade, locals, parameters and the class's
 own name that look like a forbidden function) and the dodges it fails, each with a message that
 says what to remove. Through the proxies (the name a test calls, not `__name__`):
@@ -11,12 +11,14 @@ import sys
 import nbformat
 import pytest
 
-from grader import wire
+from grader.inside import envelope, wire
 
 sys.modules.setdefault("_convlab_wire", wire)
-from grader import examiner, integrity, submissions  # noqa: E402 - examiner finds the wire module in sys.modules
+sys.modules.setdefault("_convlab_envelope", envelope)
+from grader import integrity, submissions  # noqa: E402
+from grader.inside import examiner  # noqa: E402 - examiner finds wire and envelope in sys.modules
 from grader.course import assignments, source_notebook  # noqa: E402
-from grader.examination import is_instructor, wanted_names  # noqa: E402
+from grader.grading import is_instructor, wanted_names  # noqa: E402
 
 import convlab  # noqa: E402
 

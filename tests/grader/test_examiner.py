@@ -1,4 +1,4 @@
-"""grader/examiner.py + grader/student_agent.py in one process: the examiner's proxies talk to a
+"""grader/inside/examiner.py + grader/inside/student_agent.py in one process: the examiner's proxies talk to a
 student agent through an in-process loopback instead of the grader's relay (the kernels and the
 relay are tested end to end by test_hostile.py and test_pipeline.py)."""
 from __future__ import annotations
@@ -11,10 +11,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from grader import wire
+from grader.inside import envelope, wire
 
 sys.modules.setdefault("_convlab_wire", wire)
-from grader import examiner, student_agent  # noqa: E402 - they find the wire module in sys.modules
+sys.modules.setdefault("_convlab_envelope", envelope)
+from grader.inside import examiner, student_agent  # noqa: E402 - they find the wire module in sys.modules
 
 import convlab  # noqa: E402
 
@@ -115,7 +116,7 @@ class Conv2D(nn.Module):
 
 
 class Loopback:
-    """What grader/examination.py's relay does, in one process: the examiner's request goes to
+    """What grader/grading.py's relay does, in one process: the examiner's request goes to
     the student agent; its answer comes back wrapped as the student's. The student's side has a
     global RNG of its own (the student kernel is another process)."""
 
@@ -132,7 +133,7 @@ class Loopback:
             self.rng = torch.default_generator.get_state()
             torch.default_generator.set_state(mine)
             examiner._SEEDINGS[0] = seedings
-        return json.dumps({"from": "student", "raw": self.tamper(raw) if self.tamper else raw})
+        return envelope.from_student(self.tamper(raw) if self.tamper else raw)
 
 
 def bind(ns: dict, tamper=None, sources=(STUDENT,)):

@@ -1,4 +1,4 @@
-"""grader/forkserver.py + grader/zygote.py: kernels forked from one long-lived sandbox per worker.
+"""grader/forkserver.py + grader/inside/zygote.py: kernels forked from one long-lived sandbox per worker.
 
 Cross-student leakage on ONE worker: what student A leaves behind (a background process that
 attacks whoever comes next, files in /tmp, /dev/shm and the shared folder, System V shared
@@ -16,7 +16,7 @@ import pytest
 
 from grader import autograde, sandbox, submissions
 from grader.forkserver import ForkServer, ForkServerPool
-from grader.kernel import KernelDied, OutputBudget, Shell
+from grader.shell_client import KernelDied, OutputBudget, Shell
 
 A = "01_cross_correlation"
 
@@ -283,7 +283,7 @@ def test_other_kernel_paths_still_grade(tmp_path, course_config, how):
 def test_wipe_spares_the_read_only_course_paths_under_tmp(tmp_path, monkeypatch):
     """A course cloned under /tmp has its read-only binds inside the sandbox's private /tmp: the
     zygote's wipe between students must remove everything else and leave those alone."""
-    from grader import zygote
+    from grader.inside import zygote
 
     course = tmp_path / "course"
     (course / ".venv" / "lib").mkdir(parents=True)
@@ -318,7 +318,7 @@ def test_the_zygote_imports_what_the_pool_asks_for(tmp_path):
 
 
 def test_an_examiner_zygote_forks_shells(tmp_path):
-    """A fork server for examiners forks the IPython shell of grader/shell.py (no Jupyter
+    """A fork server for examiners forks the IPython shell of grader/inside/shell.py (no Jupyter
     kernel): cells run, with outputs, input() answered by the grader, and errors; it imported
     SymPy for the examiner's failed comparisons (a student zygote does not)."""
     os.chmod(tmp_path, 0o711)
@@ -381,7 +381,7 @@ def test_the_zygotes_traceback_highlighting_is_stack_datas():
     from pygments.styles import get_style_by_name
     from stack_data.utils import _pygmented_with_ranges as theirs
 
-    from grader import zygote
+    from grader.inside import zygote
 
     formatter = Terminal256Formatter(style=stack_data.style_with_executing_node(get_style_by_name("default"), "bg:ansired"))
     code = "def corr2d(X, K):\n    h, w = K.shape\n    return X[i:i + h, j:j + w] * K  # the window\n"

@@ -1,4 +1,4 @@
-"""Hidden cases stay hidden: the hidden part of a test cell runs as its own step (grader/examination.py
+"""Hidden cases stay hidden: the hidden part of a test cell runs as its own step (grader/grading.py
 `steps`), and a failure there reaches the student's feedback only as "a hidden check failed" plus
 the mistake the check named, never its inputs, expected values or the student's own exception
 message; the instructor still sees everything (cells.csv, the graded notebook)."""
@@ -16,7 +16,7 @@ import pytest
 from grader import submissions
 from grader.autograde import _cell_results, hidden_message
 from grader.course import ROOT, tool_env
-from grader.examination import steps
+from grader.grading import steps
 
 A = "01_cross_correlation"
 

@@ -3,7 +3,7 @@ each with the outcome it must get. Built from lesson 1 (solved / untouched / wro
 
 The attacks below get full or undeserved marks from plain `nbgrader autograde`; here they must
 not. Those that patch the course's libraries or IPython where the scan can see it are flagged
-(`tampered`); those written against this grader (grader/examination.py: verdicts in the examiner,
+(`tampered`); those written against this grader (grader/grading.py: verdicts in the examiner,
 student code reached through data proxies) must gain nothing: they score at most what the honest
 wrong answer scores (`NO_GAIN`). Submissions that are not plain files (a link to the solution
 notebook or to a file only root may read, a linked folder, a FIFO) are `invalid` and read by
@@ -247,7 +247,7 @@ def serve(text):
     return previous[-2] if len(previous) > 1 else answer
 agent.serve = serve
 """
-# The examiner's calls come over the student kernel's socket to the grader (grader/shell.py),
+# The examiner's calls come over the student kernel's socket to the grader (grader/inside/shell.py),
 # which the student's code can reach from inside a call: a forged answer written before the real
 # one puts every later answer one call late (each then carries another call's id). In Conv2D's
 # constructor, as HANG_IN_CALL, so that a call is made (the by-hand cells refuse .f_locals unrun) ...

@@ -1,4 +1,4 @@
-"""grader/kernel.py: what a display or result frame becomes in the graded notebook (no kernel
+"""grader/shell_client.py: what a display or result frame becomes in the graded notebook (no kernel
 needed). Only text/plain and PNG/JPEG images are kept: formgrader and nbconvert render the
 graded notebook in the instructor's browser, so no HTML, JavaScript, SVG, Markdown, LaTeX,
 widget or unknown type may cross; what is dropped is named in a note. The caps still hold."""
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from grader.kernel import CELL_OUTPUT_CAP, NOT_KEPT, TRUNCATED, OutputBudget, Shell, _output
+from grader.shell_client import CELL_OUTPUT_CAP, NOT_KEPT, TRUNCATED, OutputBudget, Shell, _output
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 ACTIVE = {

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from grader import execute, submissions
+from grader import run_notebooks, submissions
 from grader.course import assignments, nbgrader
 
 from .conftest import write_course
@@ -75,5 +75,5 @@ def test_untouched_release_fails_only_with_not_implemented(course, assignment):
     """The student version as released runs to the end under nbgrader; every error is the
     NotImplementedError of an exercise not done, and every graded test fails."""
     nb = nbformat.read(course / "autograded" / "untouched" / assignment / f"{assignment}.ipynb", as_version=4)
-    problems = execute.untouched_problems(assignment, nb)
+    problems = run_notebooks.untouched_problems(assignment, nb)
     assert not problems, "\n".join(problems)

@@ -11,7 +11,7 @@ import pytest
 
 from grader import integrity, release
 from grader.course import assignments, source_notebook, student_notebook
-from grader.examination import is_instructor
+from grader.grading import is_instructor
 
 
 def test_release_is_in_sync_with_solutions():

@@ -60,7 +60,7 @@ def test_descendants_finds_grandchildren_and_not_the_process_itself():
 
 
 def test_kill_stops_the_whole_tree(tmp_path):
-    from grader.kernel import Shell
+    from grader.shell_client import Shell
     k = Shell.start(tmp_path, role="student", sandbox=True, limits=sandbox.Limits())
     k.process.kill("timeout")
     assert not k.process.alive() and k.process.killed == "timeout"

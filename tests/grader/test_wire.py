@@ -1,4 +1,4 @@
-"""grader/wire.py: the strict data format between the student kernel and the examiner."""
+"""grader/inside/wire.py: the strict data format between the student kernel and the examiner."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from grader import wire
+from grader.inside import wire
 
 
 @pytest.mark.parametrize("value", [

@@ -1,4 +1,4 @@
-"""grader/examination.py: which cells run where, and what the examiner binds (without kernels;
+"""grader/grading.py: which cells run where, and what the examiner binds (without kernels;
 end to end: test_pipeline.py and test_hostile.py)."""
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from grader import examination, integrity, submissions, wire
+from grader import grading, integrity, submissions
+from grader.inside import wire
 from grader.course import assignments, source_notebook
-from grader.examination import EXTRA_FILES_LIMIT, Examination, is_instructor, wanted_names
+from grader.grading import EXTRA_FILES_LIMIT, Examination, is_instructor, wanted_names
 
 A = "01_cross_correlation"
 
@@ -112,10 +113,12 @@ def test_the_students_names_fail_closed_for_a_notebook_of_no_assignment():
 
 def test_exceptions_the_tests_catch_reach_them_as_themselves():
     """Check that every exception class a test or read-only cell catches (try/except around the
-    student's code) is one the examiner lets through as itself (grader/examiner.py EXPECTED_ERRORS):
+    student's code) is one the examiner lets through as itself (grader/inside/examiner.py EXPECTED_ERRORS):
     otherwise an honest answer that raises it would score less than under plain nbgrader."""
+    from grader.inside import envelope
     sys.modules.setdefault("_convlab_wire", wire)
-    from grader import examiner
+    sys.modules.setdefault("_convlab_envelope", envelope)
+    from grader.inside import examiner
     caught = set()
     for assignment in assignments():
         nb = nbformat.read(source_notebook(assignment), as_version=4)
@@ -141,7 +144,7 @@ def _copied_in(tmp_path, monkeypatch, student_files: dict[str, str | None]) -> d
     (solutions / A / f"{A}.ipynb").write_text("{}")
     (solutions / A / "data" / "kernel.txt").write_text("the assignment's kernel")
     (solutions / A / "weights.txt").write_text("the assignment's weights")
-    monkeypatch.setattr(examination, "SOLUTIONS", solutions)
+    monkeypatch.setattr(grading, "SOLUTIONS", solutions)
     (tmp_path / "secret.txt").write_text("SECRET")
     folder = tmp_path / "subs" / "ann" / A
     folder.mkdir(parents=True)
@@ -194,5 +197,5 @@ def test_copy_plain_files_writes_no_file_through_a_link_in_its_destination(tmp_p
     (tmp_path / "dest").mkdir()
     (tmp_path / "target.txt").write_text("untouched")
     (tmp_path / "dest" / "a.txt").symlink_to(tmp_path / "target.txt")
-    assert examination.copy_plain_files(tmp_path / "src", tmp_path / "dest") == []
+    assert grading.copy_plain_files(tmp_path / "src", tmp_path / "dest") == []
     assert (tmp_path / "target.txt").read_text() == "untouched" and os.path.islink(tmp_path / "dest" / "a.txt")

@@ -7,16 +7,16 @@ length-prefixed JSON frames (4 bytes, big-endian, then UTF-8 JSON). A kernel's Z
 signed messages, five channels and busy/idle status cost ~0.15 s to start and ~5 ms per cell; and
 signatures protect nothing here: the examiner runs no student code, and in a student kernel the
 student's code could sign anything with the key it holds. So the grader trusts no frame of a
-student kernel: each is data, capped and checked (grader/kernel.py).
+student kernel: each is data, capped and checked (grader/shell_client.py).
 
-    grader  -> {"op": "run", "code", "silent", "user_expressions"}
+    grader  -> {"op": "run", "code", "silent"}
     shell   -> {"msg_type": "stream" | "display_data" | "execute_result" | "error" | "clear_output",
                 "content": {...}}                   (each output, as a kernel's iopub message)
     shell   -> {"op": "input", "prompt"}            (examiner: input(), its proxy calls)
     grader  -> {"op": "input_reply", "value"}
-    shell   -> {"op": "reply", "status", "execution_count", "ename", "evalue", "user_expressions"}
+    shell   -> {"op": "reply", "status", "execution_count", "ename", "evalue"}
     grader  -> {"op": "call", "text"}               (student: one of the examiner's proxy calls,
-    shell   -> {"op": "answer", "text"}              answered by grader/student_agent.py)
+    shell   -> {"op": "answer", "text"}              answered by grader/inside/student_agent.py)
 
 `main(path, role)` connects, says {"op": "hello"}, then serves until the grader closes the socket.
 The role is "examiner" or "student": a student's input() raises StdinNotImplementedError, as in
@@ -35,7 +35,7 @@ import struct
 import sys
 import threading
 
-MAX_FRAME = 8 * 2**20            # the grader's limit too (grader/kernel.py MAX_MESSAGE)
+MAX_FRAME = 8 * 2**20            # the grader's limit too (grader/shell_client.py MAX_MESSAGE)
 STREAM_CHUNK = 64 * 1024         # characters of print output sent at once (so floods are counted)
 
 
@@ -208,7 +208,7 @@ def _no_input(prompt=""):
 
 
 def _call(outputs, text):
-    """One of the examiner's calls, answered by the student agent (grader/student_agent.py), with
+    """One of the examiner's calls, answered by the student agent (grader/inside/student_agent.py), with
     SIGINT unblocked while it runs; a SIGINT that arrives just after it is discarded."""
     agent = sys.modules.get("_convlab_agent")
     if agent is None:
@@ -232,11 +232,9 @@ def _run(shell, outputs, request):
     outputs.flush()
     error = result.error_before_exec or result.error_in_exec
     reply = {"op": "reply", "status": "ok", "execution_count": shell.execution_count - 1,
-             "ename": "", "evalue": "", "user_expressions": {}}
+             "ename": "", "evalue": ""}
     if error is not None or not result.success:
         reply.update(status="error", ename=type(error).__name__ if error else "Error", evalue=str(error or ""))
-    else:
-        reply["user_expressions"] = shell.user_expressions(request.get("user_expressions") or {})
     outputs.flush()
     return reply
 

@@ -1,16 +1,16 @@
-"""Trusted code that runs INSIDE the examiner (its source is sent by grader/examination.py):
+"""Trusted code that runs INSIDE the examiner (its source is sent by grader/grading.py):
 the proxies through which the instructor's test cells reach the student's code.
 
-The examiner is a second process per submission (an IPython shell, grader/shell.py), in
+The examiner is a second process per submission (an IPython shell, grader/inside/shell.py), in
 its own sandbox (another pid namespace and, as root, another uid than the student kernel's), in
 which no student code ever runs: it executes
 the release's read-only and test cells, computes the reference answers and the verdicts. Each
 name that the source notebook's answer cells define and the instructor's cells use (`corr2d`,
-`Conv2D`, `train_kernel`: grader/examination.py `wanted_names`) is bound, before every instructor
+`Conv2D`, `train_kernel`: grader/grading.py `wanted_names`) is bound, before every instructor
 cell, to what the student kernel has under that name:
 
 * data (tensors, numbers, strings, None, tuples/lists/dicts of these) as a local copy, decoded
-  by grader/wire.py;
+  by grader/inside/wire.py;
 * a function or class as a proxy: calling it sends the arguments to the student kernel, runs the
   student's code there, and brings the result back as data; tensor arguments the call modified in
   place are updated here too;
@@ -48,15 +48,14 @@ strings, names made at run time, modules it does not know), naming what to remov
 import ast
 import builtins
 import functools
-import json
 import re
-import secrets
 import sys
 import types
 
 import torch
 
 wire = sys.modules["_convlab_wire"]
+envelope = sys.modules["_convlab_envelope"]
 #: The exceptions of the student's code that reach a test as themselves: those the tests in
 #: solutions/ catch (NotImplementedError: an exercise not done; ValueError: an argument refused on
 #: purpose; RuntimeError, IndexError: a shape that does not fit) and TypeError (an argument of the
@@ -82,20 +81,14 @@ class Link:
         self.rng_mark = _rng_mark()
 
     def ask(self, request, what, expected=EXPECTED_ERRORS):
-        request["id"] = secrets.token_hex(8)
-        outer = json.loads(self.raw_input(wire.dumps(request)))
-        if outer.get("from") == "grader":
-            raise StudentCodeError(f"{what}: {outer.get('message', 'no answer')}")
+        """Send `request` (through the grader) and open its answer (grader/inside/envelope.py)."""
+        request = envelope.request(request)
         try:
-            answer = wire.loads(outer.get("raw"))
-        except wire.WireError as err:
-            raise StudentCodeError(f"{what} did not answer with data the grader accepts: {err}") from None
-        if answer.get("id") != request["id"]:
-            raise StudentCodeError(f"the student's kernel answered another request than {what} "
-                                   "(its answer does not carry this call's id)")
-        if answer.get("ok") is not True:
-            raise _student_exception(answer, what, expected)
-        return answer
+            return envelope.opened(self.raw_input(wire.dumps(request)), request, what, loads=wire.loads)
+        except envelope.Refused as err:
+            raise StudentCodeError(str(err)) from None
+        except envelope.Failed as err:
+            raise _student_exception(err.answer, what, expected) from None
 
     def decode(self, data, what, origin=None):
         """Wire data -> values and proxies (which remember `origin`, the name they came through).
@@ -1176,7 +1169,7 @@ class Examiner:
 
     def __init__(self, shell, imports, wanted, sources):
         self.shell, self.wanted, self.bound = shell, list(wanted), set()
-        # input(): the examiner's shell (grader/shell.py) sends it to the grader
+        # input(): the examiner's shell (grader/inside/shell.py) sends it to the grader
         self.link = Link(__import__("builtins").input, sources, shell.user_ns)
         shell.run_line_magic("xmode", "Plain")       # a test's traceback: no slow context rendering
         import importlib

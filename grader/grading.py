@@ -1,5 +1,5 @@
 """One submission, graded by two kernels: the student kernel runs the student's code, the examiner
-decides (the grader's side of grader/examiner.py and grader/student_agent.py).
+decides (the grader's side of grader/inside/examiner.py and grader/inside/student_agent.py).
 
 The cells run in notebook order:
 
@@ -18,24 +18,27 @@ examiner with {"from": "student", "raw": <the student's answer>} or, when the gr
 something to say (time limit, dead kernel), {"from": "grader", "message": ...}: the student's
 answer is carried as a string the examiner decodes strictly, so it can never pass for the
 grader's word. The examiner checks that each answer carries its call's id. Each call is one
-frame to the student kernel's shell and one answer frame back (grader/shell.py), ~1 ms.
+frame to the student kernel's shell and one answer frame back (grader/inside/shell.py), ~1 ms.
 """
 from __future__ import annotations
 
 import ast
 import functools
-import json
 import os
 import re
 import time
 from pathlib import Path
 
-from . import integrity
+from . import inside, integrity
+from .inside import envelope
 from .course import SOLUTIONS, assignments, source_notebook
-from .kernel import CallTimeout, KernelDied, OutputBudget, Reply, Shell
+from .shell_client import CallTimeout, KernelDied, OutputBudget, Reply, Shell
 
-HERE = Path(__file__).parent
-SOURCES = {name: (HERE / f"{name}.py").read_text() for name in ("wire", "student_agent", "examiner")}
+# What each kernel is booted with (grader/inside/: run there, never imported here), in order.
+STUDENT_MODULES = [("_convlab_wire", inside.source("wire")), ("_convlab_envelope", inside.source("envelope")),
+                   ("_convlab_student_agent", inside.source("student_agent"))]
+EXAMINER_MODULES = [("_convlab_wire", inside.source("wire")), ("_convlab_envelope", inside.source("envelope")),
+                    ("_convlab_examiner_src", inside.source("examiner"))]
 CALL_TIMEOUT = 10.0              # seconds per call of the student's code
 INTERRUPT_GRACE = 2.0            # after the SIGINT, before the student kernel is killed
 EXTRA_FILES_LIMIT = 8 * 2**20
@@ -53,7 +56,9 @@ def _convlab_boot():
     os.chdir({workdir!r})
     sys.path.insert(0, {workdir!r})
     {install}
-    return "installed"
+
+
+_convlab_boot()
 """
 STUDENT_INSTALL = 'sys.modules["_convlab_student_agent"].install(get_ipython())'
 EXAMINER_INSTALL = 'sys.modules["_convlab_examiner_src"].install(get_ipython(), {imports!r}, {wanted!r}, {sources!r})'
@@ -233,9 +238,9 @@ class Examination:
         t = time.monotonic()
         self.timings["calls"] += 1
         try:
-            return json.dumps({"from": "student", "raw": self._ask_student(prompt)})
+            return envelope.from_student(self._ask_student(prompt))
         except _GraderSays as said:
-            return json.dumps({"from": "grader", "message": str(said)})
+            return envelope.from_grader(str(said))
         finally:
             self.timings["round_trips"] += time.monotonic() - t
 
@@ -275,19 +280,15 @@ class Examination:
         sources = [c.source for c in self.cells if not is_instructor(c)]
         examiner = EXAMINER_INSTALL.format(imports=self.imports, wanted=wanted_names(self.job.nb, self.imports),
                                            sources=sources)
-        boots = [(self.student, [("_convlab_wire", SOURCES["wire"]),
-                                 ("_convlab_student_agent", SOURCES["student_agent"])], STUDENT_INSTALL),
-                 (self.examiner, [("_convlab_wire", SOURCES["wire"]),
-                                  ("_convlab_examiner_src", SOURCES["examiner"])], examiner)]
+        boots = [(self.student, STUDENT_MODULES, STUDENT_INSTALL), (self.examiner, EXAMINER_MODULES, examiner)]
         for kernel, modules, install in boots:
             files = self._files(kernel, include_student=kernel is self.student)
             kernel.submit(BOOT.format(modules=modules, files=files, workdir=self._workdir(kernel), install=install),
-                          deadline=self.deadline, silent=True, user_expressions={"g": "_convlab_boot()"})
+                          deadline=self.deadline, silent=True)
         for kernel, _, _ in boots:
             reply = kernel.result(deadline=self.deadline)
-            answer = reply.user_expressions.get("g", {})
-            if reply.status != "ok" or answer.get("status") != "ok":
-                raise KernelDied("crashed", f"the trusted preamble failed: {reply.ename}: {reply.evalue} {answer}")
+            if reply.status != "ok":
+                raise KernelDied("crashed", f"the trusted preamble failed: {reply.ename}: {reply.evalue}")
 
     def _workdir(self, kernel: Shell) -> str:
         a = self.job.assignment

@@ -1,7 +1,7 @@
-"""Runs INSIDE the student kernel (its source is sent by grader/examination.py): serves the
-examiner's requests on the student's objects and answers with wire data (grader/wire.py) only.
+"""Runs INSIDE the student kernel (its source is sent by grader/grading.py): serves the
+examiner's requests on the student's objects and answers with wire data (grader/inside/wire.py) only.
 The grader sends each request between two student cells as a "call" frame, which the kernel's
-shell (grader/shell.py `_call`) passes to `Agent.serve`, and sends back its answer.
+shell (grader/inside/shell.py `_call`) passes to `Agent.serve`, and sends back its answer.
 
 Trusted by nobody: the student's code runs in the same process and can replace or bypass every
 line of it. All that achieves is other data in the answers, which the examiner decodes strictly
@@ -17,7 +17,8 @@ computed the right numbers. Requests (one JSON object each, `id` echoed in the a
     getattr  {target, name}                -> value or ref
     backward {call, grads}                 -> the gradients of that call's inputs (a vector-Jacobian
                                               product through the graph the call kept)
-Errors answer {"ok": false, "error": <class name>, "bases": <builtin classes in its MRO>, "message"}.
+Errors answer {"ok": false, "error": <class name>, "bases": <builtin classes in its MRO>, "message"}
+(the frames: grader/inside/envelope.py).
 The global RNG is this kernel's own across calls (as in one process); a request carries `rng`
 only when the examiner's cells seeded it (or drew from theirs) since the previous call, and the
 call then starts from that state. No state is sent back: the examiner never takes one.
@@ -28,6 +29,7 @@ import sys
 import torch
 
 wire = sys.modules["_convlab_wire"]
+envelope = sys.modules["_convlab_envelope"]
 KEPT_GRAPHS = 16
 
 
@@ -59,15 +61,14 @@ class Agent:
         request = {}
         try:
             request = wire.loads(text)
-            answer = getattr(self, "op_" + request["op"])(request)
-            answer.update(id=request["id"], ok=True)
-            text = wire.dumps(answer)
+            text = envelope.answer(request, getattr(self, "op_" + request["op"])(request), wire.dumps)
             if len(text) > wire.MAX_MESSAGE:
                 raise wire.WireError(f"the answer is {len(text) / 2**20:.1f} MB of data (at most "
                                      f"{wire.MAX_MESSAGE // 2**20} MB can be sent): return a smaller result")
             return text
         except BaseException as err:  # noqa: BLE001 - every failure is an answer
-            return wire.dumps({"id": request.get("id"), "ok": False, **_error(err)})
+            return envelope.failure(request if isinstance(request, dict) else {}, err, wire.dumps,
+                                    lambda e: isinstance(e, wire.WireError))
 
     def op_describe(self, request):
         found = {n: self.ns[n] for n in request["names"] if n in self.ns}
@@ -107,7 +108,7 @@ class Agent:
                 try:
                     values.append(wire.encode(fn(*args, **kwargs), self.ref))
                 except Exception as err:  # noqa: BLE001 - the examiner raises it in its place
-                    error = _error(err)
+                    error = envelope.exception(err, lambda e: isinstance(e, wire.WireError))
                     break
         return {"values": values, "error": error}
 
@@ -160,13 +161,6 @@ def _as_asked(request):
             stack.enter_context(convlab.checks.forbid_torch_functions(set(names), message))
         with torch.set_grad_enabled(bool(request.get("grad_enabled"))):
             yield
-
-
-def _error(err):
-    """An exception as data: its class name and the builtin exception classes it derives from."""
-    bases = ([] if isinstance(err, wire.WireError) else
-             [c.__name__ for c in type(err).__mro__ if c.__module__ == "builtins"])
-    return {"error": type(err).__name__, "bases": bases, "message": str(err)[:4000]}
 
 
 def install(shell):

@@ -1,8 +1,8 @@
-"""Talk to one sandboxed grading process (grader/shell.py: a student kernel or an examiner): boot
+"""Talk to one sandboxed grading process (grader/inside/shell.py: a student kernel or an examiner): boot
 it with a trusted preamble, run cells, collect capped outputs, relay proxy calls.
 
 No Jupyter kernel and no nbclient/nbgrader app per notebook: an IPython shell per process, on one
-Unix socket the grader listens on (length-prefixed JSON frames, grader/shell.py), so the grader can
+Unix socket the grader listens on (length-prefixed JSON frames, grader/inside/shell.py), so the grader can
 
 * fork kernels from a warm zygote that imported PyTorch and convlab before a submission exists
   (grader/forkserver.py), and start each in ~0.05 s (a Jupyter kernel: ~0.2 s);
@@ -10,7 +10,7 @@ Unix socket the grader listens on (length-prefixed JSON frames, grader/shell.py)
   the kernel) when it passes, so a loop that swallows KeyboardInterrupt cannot hang grading;
 * cap what it keeps of the outputs (per cell and per notebook) and refuse frames over
   MAX_MESSAGE, so a submission printing gigabytes fills neither memory, disk nor feedback;
-* answer the examiner's input requests (its proxy calls, grader/examination.py) while it runs
+* answer the examiner's input requests (its proxy calls, grader/grading.py) while it runs
   a test cell, and pass each to the student kernel's agent with its own deadline (`call`),
   interrupting or killing it when a call hangs.
 
@@ -43,7 +43,7 @@ from nbformat.v4 import new_output, output_from_msg
 
 from .sandbox import Limits, SandboxedKernel, start_shell, tree_pids
 
-MAX_MESSAGE = 8 * 2**20          # a larger frame ends the kernel as a flood (grader/shell.py sends
+MAX_MESSAGE = 8 * 2**20          # a larger frame ends the kernel as a flood (grader/inside/shell.py sends
                                  # prints in pieces, so only a forged frame is ever this large)
 CELL_OUTPUT_CAP = 100_000        # characters of output kept per cell
 NOTEBOOK_OUTPUT_CAP = 500_000    # ... and per notebook
@@ -94,7 +94,6 @@ class KernelDied(Exception):
 class Reply:
     status: str                      # "ok" | "error" | "aborted"
     outputs: list
-    user_expressions: dict
     ename: str = ""
     evalue: str = ""
     execution_count: int | None = None
@@ -108,7 +107,7 @@ class OutputBudget:
 
 @dataclass
 class Shell:
-    """A grading process (grader/shell.py), a student kernel or an examiner (`role`), connected
+    """A grading process (grader/inside/shell.py), a student kernel or an examiner (`role`), connected
     to a Unix socket the grader listens on (only its own process may connect: the peer's pid is
     checked). `ready()` must succeed before `run()`; a student kernel also answers `call()`."""
     process: SandboxedKernel
@@ -121,7 +120,7 @@ class Shell:
 
     @classmethod
     def start(cls, scratch: Path, *, role: str, sandbox: bool, limits: Limits) -> "Shell":
-        """A shell in its own new sandbox (or none): bubblewrap + `python -c <grader/shell.py>`."""
+        """A shell in its own new sandbox (or none): bubblewrap + `python -c <grader/inside/shell.py>`."""
         t0 = time.monotonic()
         proc, listener = start_shell(scratch, role=role, sandbox=sandbox, limits=limits)
         return cls.attach(proc, listener, t0, role=role)
@@ -234,19 +233,16 @@ class Shell:
         raise KernelDied("crashed", f"{self.what} sent {what}")
 
     # -- cells -------------------------------------------------------------------------------
-    def run(self, code: str, *, deadline: float, user_expressions: dict | None = None,
-            silent: bool = False, budget: OutputBudget | None = None,
+    def run(self, code: str, *, deadline: float, silent: bool = False, budget: OutputBudget | None = None,
             on_input: Callable[[str], str] | None = None) -> Reply:
         """Execute `code`; collect its outputs (capped) until its reply. With `on_input` (the
         examiner's proxy calls), each input() prompt is answered with on_input(prompt)."""
-        self.submit(code, deadline=deadline, user_expressions=user_expressions, silent=silent)
+        self.submit(code, deadline=deadline, silent=silent)
         return self.result(deadline=deadline, budget=budget, on_input=on_input)
 
-    def submit(self, code: str, *, deadline: float, user_expressions: dict | None = None,
-               silent: bool = False) -> None:
+    def submit(self, code: str, *, deadline: float, silent: bool = False) -> None:
         """Send `code` to run, without waiting (then `result()`: e.g. two kernels at once)."""
-        self._send({"op": "run", "code": code, "silent": silent, "user_expressions": user_expressions or {}},
-                   deadline)
+        self._send({"op": "run", "code": code, "silent": silent}, deadline)
 
     def result(self, *, deadline: float, budget: OutputBudget | None = None,
                on_input: Callable[[str], str] | None = None) -> Reply:
@@ -264,7 +260,7 @@ class Shell:
             elif "msg_type" in msg:
                 self._collect(msg, outputs, kept, budget)
 
-    # -- the examiner's calls of the student's code (grader/student_agent.py) ----------------
+    # -- the examiner's calls of the student's code (grader/inside/student_agent.py) ----------------
     def call(self, text: str, *, deadline: float, budget: OutputBudget, kill: bool = True) -> str:
         """One request to the student agent; its answer (the call's printed output is counted)."""
         self._send({"op": "call", "text": text}, deadline, kill)
@@ -416,10 +412,8 @@ def _reply(msg: dict, outputs: list) -> Reply:
     def text(key: str) -> str:
         value = msg.get(key, "")
         return value if isinstance(value, str) else ""
-    count, expressions = msg.get("execution_count"), msg.get("user_expressions")
-    return Reply(status=text("status") or "error", outputs=outputs,
-                 user_expressions=expressions if isinstance(expressions, dict) else {},
-                 ename=text("ename"), evalue=text("evalue"),
+    count = msg.get("execution_count")
+    return Reply(status=text("status") or "error", outputs=outputs, ename=text("ename"), evalue=text("evalue"),
                  execution_count=count if type(count) is int and count >= 0 else None)
 
 

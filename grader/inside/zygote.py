@@ -3,7 +3,7 @@
 inside bubblewrap, since grader/ is not visible in the sandbox).
 
 It imports what every grading process needs (IPython, PyTorch, matplotlib with Agg, convlab, the
-shell of grader/shell.py, whose source it gets in CONVLAB_SHELL_SOURCE, and the modules named in
+shell of grader/inside/shell.py, whose source it gets in CONVLAB_SHELL_SOURCE, and the modules named in
 CONVLAB_ZYGOTE_WARM, e.g. torch._dynamo) and shows a kernel's first tracebacks in a throwaway
 shell (`_first_calls`) ONCE, then, per request read from its private pipe (fd 0 at start, moved
 to a private descriptor; answers go to a private copy of fd 1), forks one shell of its role
@@ -138,7 +138,7 @@ def _one_lexer_class():
 
 def _first_calls(examiner):
     """A kernel's first tracebacks, paid once here: failing cells run in a throwaway shell made by
-    grader/shell.py's own `_shell`, so exactly what a kernel's shell uses is warmed (IPython's
+    grader/inside/shell.py's own `_shell`, so exactly what a kernel's shell uses is warmed (IPython's
     completer and magics modules, the pygments lexer and terminal formatter of its colour theme,
     whose token tables are compiled on first use, stack_data's parse of the convlab file the
     traceback goes through, inspect's file -> module map). The instance is then cleared: each
@@ -310,7 +310,7 @@ def reset():
 
 
 def _shell_module():
-    """grader/shell.py (its source in the environment), loaded as a module."""
+    """grader/inside/shell.py (its source in the environment), loaded as a module."""
     import types
     module = types.ModuleType("_convlab_shell")
     exec(compile(os.environ["CONVLAB_SHELL_SOURCE"], "<convlab_shell>", "exec"), module.__dict__)

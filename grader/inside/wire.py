@@ -1,8 +1,8 @@
 """The proxy protocol's data format: the only thing that crosses from the student kernel to the
-examiner (grader/examiner.py), and the arguments that go the other way.
+examiner (grader/inside/examiner.py), and the arguments that go the other way.
 
 Self-contained (json, base64, re, torch): its source is sent into both kernels by
-grader/examination.py (grader/ is not visible inside the sandboxes) and imported by the grader's
+grader/grading.py (grader/ is not visible inside the sandboxes) and imported by the grader's
 tests. A value is a JSON object:
 
     None                 {"t": "none"}
