@@ -45,11 +45,9 @@ import psutil
 from . import inside, sandbox
 from .shell_client import KernelDied, Shell
 from .sandbox import KERNEL_DIR, PYTHON, Limits, SandboxedKernel, SandboxUnavailable
+from .limits import FORK_TIMEOUT, RESET_TIMEOUT, START_TIMEOUT
 
 ZYGOTE_SOURCE = inside.source("zygote")     # grader/inside/zygote.py
-START_TIMEOUT = 120.0        # the zygote's imports, on a busy machine
-FORK_TIMEOUT = 10.0
-RESET_TIMEOUT = 10.0
 
 
 class ForkServerDied(RuntimeError):
@@ -247,7 +245,6 @@ class ForkServerPool:
         self.lock = threading.Lock()
         self.servers: set[ForkServer] = set()
         self.closed = False
-        self.restarts = 0
         self._boot = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="zygote")
         for _ in range(workers):
             self._boot.submit(self._start_into_free)
@@ -271,10 +268,9 @@ class ForkServerPool:
         server.close()
         with self.lock:
             self.servers.discard(server)
-            self.restarts += 1
 
     def acquire(self):
-        """A ready shell (kernel.py's Shell) on a clean fork server."""
+        """A ready shell (grader/shell_client.py's Shell) on a clean fork server."""
         waited = time.monotonic()
         server = self.free.get()            # at the start of a run: until a zygote has imported
         waited = time.monotonic() - waited

@@ -6,8 +6,10 @@ The cells run in notebook order:
 * the student's cells (answers and everything not locked) run in the student kernel only;
 * read-only cells run in the student kernel (the student's code may use what they define) and
   then in the examiner;
-* test cells, visible and hidden, run in the examiner only: hidden tests never reach the
-  student's process, and their outputs (the verdicts) come from the examiner alone.
+* test cells, visible and hidden, run in the examiner only: no test's source reaches the
+  student's process (its code sees only the arguments of the calls a test makes, hidden ones
+  included, and the feedback shows none of a hidden part's), and their outputs (the verdicts)
+  come from the examiner alone.
 
 Before each instructor cell the examiner binds the names those cells use but do not define to
 what the student kernel has (`Examiner.bind`). While an instructor cell runs, each proxy call
@@ -33,15 +35,13 @@ from . import inside, integrity
 from .inside import envelope
 from .course import SOLUTIONS, assignments, source_notebook
 from .shell_client import CallTimeout, KernelDied, OutputBudget, Reply, Shell
+from .limits import CALL_TIMEOUT, EXTRA_FILES_LIMIT, INTERRUPT_GRACE
 
 # What each kernel is booted with (grader/inside/: run there, never imported here), in order.
 STUDENT_MODULES = [("_convlab_wire", inside.source("wire")), ("_convlab_envelope", inside.source("envelope")),
                    ("_convlab_student_agent", inside.source("student_agent"))]
 EXAMINER_MODULES = [("_convlab_wire", inside.source("wire")), ("_convlab_envelope", inside.source("envelope")),
                     ("_convlab_examiner_src", inside.source("examiner"))]
-CALL_TIMEOUT = 10.0              # seconds per call of the student's code
-INTERRUPT_GRACE = 2.0            # after the SIGINT, before the student kernel is killed
-EXTRA_FILES_LIMIT = 8 * 2**20
 
 BOOT = """
 def _convlab_boot():

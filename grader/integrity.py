@@ -2,7 +2,7 @@
 
 Before a submission runs:
 
-0. `refusal` (called by discovery, grader/autograde.py) walks the submission's folder without
+0. `refusal` (called by discovery, grader/autograde/) walks the submission's folder without
    following anything: a symbolic link, device, FIFO or socket anywhere in it (the notebook, a
    file beside it, a folder) makes it `invalid` before any of it is read. Submissions are plain
    files: a link would make the grader, which may run as root, read (and copy into the student's
@@ -42,8 +42,8 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.nbgraderformat import common as nbgraderformat_common
 from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells,
                                     OverwriteKernelspec)
+from .limits import MAX_ENTRIES, MAX_NOTEBOOK_BYTES
 
-MAX_NOTEBOOK_BYTES = 20 * 2**20
 COMPARED = ("grade", "solution", "locked", "task", "points")
 # CPython 3.11's AST constructor is not safe to use from several threads at once ("SystemError: AST
 # constructor recursion depth mismatch"); the grader parses cells in its worker threads.
@@ -67,9 +67,8 @@ def special(mode: int) -> str | None:
     return SPECIAL.get(stat.S_IFMT(mode), None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else "not a plain file")
 
 
-# More files and folders than a course's assignment could need: refused unread (walking, hashing
-# and copying a million empty files would hold every grading worker for minutes).
-MAX_ENTRIES = 1000
+# MAX_ENTRIES: more files and folders than a course's assignment could need are refused unread
+# (walking, hashing and copying a million empty files would hold every grading worker for minutes).
 
 
 def refusal(folder: Path, name: str) -> str | None:

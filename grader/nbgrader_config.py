@@ -34,7 +34,9 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Executed source notebooks carry run timestamps; the release must not (it has to be reproducible).
 c.ClearOutput.remove_metadata_fields = {"collapsed", "scrolled", "execution", "ExecuteTime"}
 
-# Autograding runs every notebook on the course's own kernel with a time limit per cell.
+# Plain `nbgrader autograde` (and its Execute preprocessor) runs a notebook on the course's own
+# kernel with this time limit per cell. `python -m grader autograde` does not use it: its limits
+# are per notebook and per call of the student's code (grader/limits.py).
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 

@@ -64,13 +64,14 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from . import inside
 from .course import ROOT
+from .limits import FSIZE, KERNEL_DIR_LIMIT, MEMORY, NPROC, TMP_SIZE
 
 PYTHON = Path(sys.executable)           # the venv's python (a symlink into the base install)
 VENV = Path(sys.prefix)
@@ -78,10 +79,6 @@ BASE = Path(sys.base_prefix)
 SHELL_SOURCE = inside.source("shell")      # the student kernel's or examiner's process (grader/inside/shell.py)
 MPL_CACHE = VENV / "share" / "convlab" / "matplotlib"   # matplotlib's font list, built by `make venv`
 KERNEL_DIR = "/run/kernel"              # where the IPC folder appears inside the sandbox
-TMP_SIZE = 512 * 2**20                  # private /tmp (tmpfs) size
-FSIZE = 256 * 2**20                     # largest file the sandbox may write
-NPROC = 128                             # threads + processes of the sandbox's uid
-KERNEL_DIR_LIMIT = 16 * 2**20           # the shared IPC folder may not grow beyond this
 
 
 class SandboxUnavailable(RuntimeError):
@@ -248,7 +245,7 @@ def _fresh_uid() -> int:
 
 @dataclass
 class Limits:
-    memory: int = 2 * 2**30             # bytes of resident memory (whole process tree)
+    memory: int = MEMORY                # bytes of resident memory (whole process tree)
     nproc: int = NPROC
     fsize: int = FSIZE
 
@@ -260,7 +257,6 @@ class SandboxedKernel:
     workdir: Path                       # host folder holding the socket (the sandbox's /run/kernel)
     limits: Limits
     killed: str | None = None           # "memory", "disk", "timeout", "killed" once killed
-    started: float = field(default_factory=time.monotonic)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -42,13 +42,8 @@ from nbformat import ValidationError
 from nbformat.v4 import new_output, output_from_msg
 
 from .sandbox import Limits, SandboxedKernel, start_shell, tree_pids
+from .limits import CELL_OUTPUT_CAP, FLOOD_LIMIT, MAX_DEPTH, MAX_MESSAGE, NOTEBOOK_OUTPUT_CAP
 
-MAX_MESSAGE = 8 * 2**20          # a larger frame ends the kernel as a flood (grader/inside/shell.py sends
-                                 # prints in pieces, so only a forged frame is ever this large)
-CELL_OUTPUT_CAP = 100_000        # characters of output kept per cell
-NOTEBOOK_OUTPUT_CAP = 500_000    # ... and per notebook
-FLOOD_LIMIT = 16 * 2**20         # bytes of output received before the grader stops the kernel
-                                 # (10x the largest lesson's outputs; a flood is stopped in seconds)
 TRUNCATED = "\n[... output truncated by the grader ...]\n"
 ALIVE_EVERY = 0.05               # seconds between two checks that the kernel process still lives
 EXIT_GRACE = 0.3                 # after the socket closed: seconds to wait for the exit code
@@ -60,7 +55,6 @@ KEPT_MIME = ("text/plain", "image/png", "image/jpeg")
 NOT_KEPT = "[{types} output not kept: graded notebooks keep text and images only]"
 REJECTED = "[{kind} output not kept: not a valid notebook output ({reason})]"
 _BASE64 = re.compile(r"[A-Za-z0-9+/\n\r ]*(?:=[\n\r ]*){0,2}")
-MAX_DEPTH = 64                   # a frame nested deeper ends the kernel (the grader's frames: 5)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 WARM_PREAMBLE = """

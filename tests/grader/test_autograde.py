@@ -1,4 +1,4 @@
-"""grader/autograde.py: discovery, sizes, result files, tables, idempotence and restart, the
+"""grader/autograde/: discovery, sizes, result files, tables, idempotence and restart, the
 cache key, grader errors (status `error`), and the command line's exit codes."""
 from __future__ import annotations
 
@@ -190,13 +190,13 @@ def test_job_key_follows_the_tests_and_the_grader_code(tmp_path, monkeypatch):
     k1 = autograde.job_key(job, opts)
     # a changed test (the source notebook)
     source = tmp_path / "source.ipynb"
-    source.write_bytes(autograde.source_notebook(A).read_bytes() + b" ")
-    monkeypatch.setattr(autograde, "source_notebook", lambda a: source)
+    source.write_bytes(autograde.store.source_notebook(A).read_bytes() + b" ")
+    monkeypatch.setattr(autograde.store, "source_notebook", lambda a: source)
     assert autograde.job_key(job, opts) != k1
     monkeypatch.undo()
     assert autograde.job_key(job, opts) == k1
     # changed grader code
-    monkeypatch.setattr(autograde, "code_fingerprint", lambda: "another grader")
+    monkeypatch.setattr(autograde.store, "code_fingerprint", lambda: "another grader")
     assert autograde.job_key(job, opts) != k1
 
 
@@ -272,7 +272,7 @@ def test_a_grader_failure_is_an_error_never_cached_and_graded_next_run(tmp_path,
     out = tmp_path / "out"
     argv = ["autograde", str(subs), "--out", str(out), "--config-dir", str(course_config),
             "--workers", "1", "--no-progress", "--no-sandbox"]
-    monkeypatch.setattr(autograde, "KernelPool", _BrokenPool)
+    monkeypatch.setattr(autograde.kernels, "KernelPool", _BrokenPool)
     assert cli.main(argv) == cli.EXIT_NOT_GRADED
     rows = {r["student_id"]: r for r in csv.DictReader(open(out / "grades.csv"))}
     assert (rows["erin"]["status"], rows["bob"]["status"]) == ("error", "invalid")
@@ -308,9 +308,9 @@ def test_an_exception_in_the_grader_is_an_error(tmp_path, course_config, monkeyp
     def execute(job, student, examiner, imports, opts):
         raise KeyError("a bug in the grader")
 
-    monkeypatch.setattr(autograde, "ForkServerPool", Pool)
+    monkeypatch.setattr(autograde.kernels, "ForkServerPool", Pool)
     monkeypatch.setattr(autograde, "check_sandbox", lambda: None)
-    monkeypatch.setattr(autograde, "execute", execute)
+    monkeypatch.setattr(autograde.run, "execute", execute)
     opts = autograde.Options(workers=1, out=tmp_path / "out", config_dir=course_config, progress=False)
     [r] = autograde.autograde(subs, opts)
     assert r["status"] == "error" and "KeyError" in " ".join(r["messages"])
@@ -538,9 +538,9 @@ def _kill_course(tmp_path, name: str):
 def _graded_without_kernels(subs, course, db_url: str, out, monkeypatch) -> tuple[list, str, dict]:
     """(results, cells.csv, the gradebook) of an autograde run whose verdicts come from
     `_fake_execute`."""
-    monkeypatch.setattr(autograde, "ForkServerPool", _BrokenPool)
+    monkeypatch.setattr(autograde.kernels, "ForkServerPool", _BrokenPool)
     monkeypatch.setattr(autograde, "check_sandbox", lambda: None)
-    monkeypatch.setattr(autograde, "execute", _fake_execute)
+    monkeypatch.setattr(autograde.run, "execute", _fake_execute)
     monkeypatch.setattr(_BrokenPool, "acquire", lambda self: object())
     opts = autograde.Options(workers=1, out=out, config_dir=course, db_url=db_url, progress=False)
     results = autograde.autograde(subs, opts)
@@ -637,7 +637,7 @@ def test_lone_surrogates_in_a_submitted_notebook_are_repaired(tmp_path, course_c
     nb.cells[-1].metadata["k\udfff"] = ["v\ud801"]
     [path] = [p / A / f"{A}.ipynb" for p in _subs(tmp_path, ann=json.dumps(nb).encode()).iterdir()]
     job = autograde.Job("ann", A, path)
-    release = nbformat.read(autograde.student_notebook(A), as_version=4)
+    release = nbformat.read(autograde.store.student_notebook(A), as_version=4)
     sanitized = autograde._sanitized(job, release, integrity.ReleaseRecord.read(db_url, A), db_url)
     text = nbformat.writes(sanitized)
     text.encode("utf-8")
@@ -657,7 +657,7 @@ def test_a_gradebook_failure_while_reading_a_submission_is_an_error_not_cached(t
 
     def sanitized(job, release, record, db_url):
         raise MissingEntry("No such source cell")
-    monkeypatch.setattr(autograde, "_sanitized", sanitized)
+    monkeypatch.setattr(autograde.prepare, "_sanitized", sanitized)
     [r] = autograde.autograde(subs, opts)
     assert r["status"] == "error" and "the gradebook could not be read" in r["messages"][0], r
     assert [p.name.endswith(".error.json") for p in (opts.out / "results" / "ann" / A).iterdir()] == [True]
@@ -669,8 +669,8 @@ def test_an_incomplete_release_record_is_made_again_unless_it_has_submissions(tm
     that record has submissions (nbgrader cannot add cells to it then)."""
     from nbgrader.api import Gradebook
     course, db_url = _kill_course(tmp_path, "course")
-    source = nbformat.read(autograde.source_notebook(A), as_version=4)
-    release = nbformat.read(autograde.student_notebook(A), as_version=4)
+    source = nbformat.read(autograde.store.source_notebook(A), as_version=4)
+    release = nbformat.read(autograde.store.student_notebook(A), as_version=4)
     complete = autograde.ensure_assignment(A, db_url, course, source, release)
     assert complete.missing(source) == [] and not complete.submissions
     expected = _gradebook_dump(db_url)

@@ -84,7 +84,7 @@ def test_no_module_keeps_its_own_status_table():
                 assert len(found) < 3, (path.relative_to(ROOT), node.lineno, sorted(found))
 
 
-@pytest.mark.parametrize("module", ["grader.statuses", "grader.inside", "grader.inside.envelope"])
+@pytest.mark.parametrize("module", ["grader.statuses", "grader.limits", "grader.inside", "grader.inside.envelope"])
 def test_doctests(module):
     """Check the examples in the docstrings of the modules that hold the layout's tables."""
     import importlib
@@ -97,3 +97,45 @@ def test_the_package_map_names_every_module():
     text = grader.__doc__ or ""
     missing = [p.stem for p in TRUSTED if p.stem not in ("__init__", "__main__") and p.stem not in text]
     assert not missing and "inside" in text, missing
+
+
+def test_the_pipeline_is_what_a_run_does_in_that_order():
+    """Check that autograde.PIPELINE names the functions `_autograde` calls, in the order it first
+    calls them (the declaration a newcomer reads is the run, not a comment about it)."""
+    import inspect
+    tree = ast.parse(inspect.getsource(autograde._autograde).lstrip())
+    steps = {fn.__name__: name for name, fn, _ in autograde.PIPELINE}
+    called = []
+    for node in sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset)):
+        if isinstance(node.func, ast.Name) and node.func.id in steps and steps[node.func.id] not in called:
+            called.append(steps[node.func.id])
+    assert called == [name for name, _, _ in autograde.PIPELINE], called
+
+
+def test_each_module_of_the_autograde_package_is_in_its_map():
+    """Check that the autograde package's docstring names each of its modules."""
+    modules = {p.stem for p in (GRADER / "autograde").glob("*.py")} - {"__init__"}
+    doc = autograde.__doc__ or ""
+    assert modules and all(re.search(rf"^\s+{m}\s", doc, re.M) for m in modules), modules
+
+
+def test_the_limits_inside_agree_with_the_graders():
+    """Check that the sizes the sandboxed code keeps its own copies of (it cannot import
+    grader/limits.py) agree with the trusted limits: a frame the shell may send is one the grader
+    reads, and an answer the wire allows fits in a frame."""
+    from grader import limits
+    shell, wire = inside.source("shell"), inside.source("wire")
+    frame = eval(re.search(r"^MAX_FRAME = (.+?)\s+#", shell, re.M).group(1))
+    message = eval(re.search(r"^MAX_MESSAGE = (.+?)\s+#", wire, re.M).group(1))
+    assert frame == limits.MAX_MESSAGE and message < limits.MAX_MESSAGE
+
+
+def test_each_limit_is_defined_once():
+    """Check that no trusted module assigns a name grader/limits.py defines (it imports it)."""
+    from grader import limits
+    names = {n for n in vars(limits) if n.isupper()}
+    for path in [p for p in GRADER.rglob("*.py") if p.name != "limits.py" and "inside" not in p.parts]:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign):
+                assigned = {t.id for t in node.targets if isinstance(t, ast.Name)}
+                assert not assigned & names, (path.relative_to(ROOT), assigned & names)
