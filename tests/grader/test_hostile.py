@@ -439,7 +439,8 @@ SANDBOX_CASES = ("correct", "untouched", "wrong", "deleted_test", "steal_and_ans
                  "print_flood", "fork_bomb", "snoop", "network", "malformed_json")
 NEEDS_ALL_CASES = ("test_slow_call_fails_only_its_tests", "test_links_and_special_files_are_refused_unread",
                    "test_no_secret_reaches_any_output", "test_no_active_content_reaches_the_graded_notebook",
-                   "test_what_a_kernel_sends_is_never_the_graders_error")
+                   "test_what_a_kernel_sends_is_never_the_graders_error",
+                   "test_flagged_submissions_need_a_manual_grade_in_formgrader_with_the_reason")
 
 
 def catalog(tmp: Path) -> dict:
