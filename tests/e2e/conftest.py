@@ -359,16 +359,26 @@ def hostile_round(classroom, graded_class, artifacts) -> HostileRound:
 class Resubmission:
     student: str
     grade_log: str
+    row_before: str             # the student's grades.csv row before handing in again
+    row_after_other: str        # ... after a grading run collecting another student only
+    other_log: str
 
 
 @pytest.fixture(scope="session")
 def resubmission(classroom, hostile_round) -> Resubmission:
-    """After the hostile round was graded, the attacker hands in again (the half-solved notebook),
-    and the instructor runs the grading command once more."""
+    """After the hostile round was graded, the attacker hands in again (the half-solved notebook);
+    the instructor regrades another student only (`--student`), then the attacker only."""
     room, student = classroom, hostile_round.attacker
+    grades = room.home(room.instructor) / "convlab" / "grades.csv"
+
+    def row() -> str:
+        return next(line for line in grades.read_text().splitlines() if line.startswith(student + ","))
+    before = row()
     form = {"course_id": "convlab", "assignment_id": ASSIGNMENT}
     room.call(student, "PUT", f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
               {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(half_solved()))})
     _ok(room.call(student, "POST", "/assignments/submit", form, form=True), f"{student}: submit again")
-    log = run_in_terminal(room, room.instructor, GRADE_COMMAND)
-    return Resubmission(student, log)
+    other_log = run_in_terminal(room, room.instructor, f"{GRADE_COMMAND} --student {room.students[0]}")
+    after_other = row()
+    log = run_in_terminal(room, room.instructor, f"{GRADE_COMMAND} --student {student}")
+    return Resubmission(student, log, before, after_other, other_log)

@@ -193,8 +193,17 @@ def test_a_link_at_the_instructors_config_path_gets_nothing_written(classroom, g
         shutil.rmtree(target_dir, ignore_errors=True)
 
 
+def test_grading_one_other_student_leaves_a_resubmission_uncollected(classroom, resubmission):
+    """Check that `convlab-grade A --student OTHER` collects nobody else: a resubmission waiting
+    in the exchange keeps its student's earlier grade, until they are graded themselves."""
+    assert resubmission.row_after_other == resubmission.row_before, (resubmission.row_before, resubmission.row_after_other)
+    assert f"--student={resubmission.student}" not in resubmission.other_log
+    assert "Updating submission" not in resubmission.other_log, resubmission.other_log[-3000:]
+
+
 def test_a_resubmission_after_grading_is_collected_and_graded(classroom, resubmission):
-    """(Last in this file: it changes the attacker's grade, which the tests above read.)"""
+    """(Last in this file: it changes the attacker's grade, which the tests above read.) Collected
+    with `--student` (the instructor's command regrades one student)."""
     course = classroom.home(classroom.instructor) / "convlab"
     student = resubmission.student
     half = sum(expected_cell_scores(HALF_SOLVED).values())
