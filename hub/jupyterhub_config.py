@@ -58,11 +58,19 @@ Other settings (all optional; `make hub` and tests/e2e set them):
     CONVLAB_STUDENT_MEMORY, _CPUS        each student's memory and CPUs, everything they run (2G, 1;
                                          0: none), a cgroup per user (hub/limits.py)
     CONVLAB_STAFF_MEMORY, _CPUS          the same for instructors (0, 0: they grade)
+    CONVLAB_FEEDBACK                     0: no grading at submit time (the service convlab-feedback,
+                                         hub/submit_grader.py; on by default)
+    CONVLAB_FEEDBACK_DIR                 its folder (beside CONVLAB_COURSE_DIR: .../submit-grading)
+    CONVLAB_FEEDBACK_INTERVAL, _BATCH, _WORKERS, _HIDDEN, _PORT   a student's jobs this many seconds
+                                         apart (30); jobs per batch (8); grader threads (1); `named`
+                                         shows that a hidden check failed (default: only counted);
+                                         the service's local port (a free one)
 """
 import grp
 import os
 import pwd
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -145,6 +153,35 @@ if CULL_IDLE > 0:
     c.JupyterHub.load_roles.append({"name": "idle-culler", "services": ["idle-culler"],
                                     "scopes": ["list:users", "read:users:activity", "read:servers",
                                                "delete:servers"]})
+# Grading at submit time (hub/submit_grader.py): a managed service, as the system account
+# convlab-grader (primary group convlab-staff: it reads the inbound entries and the staff copy, not
+# the students' homes), grades each new submission in the sandbox with its own --out and scratch
+# gradebook in FEEDBACK_DIR, and serves each student their visible results at
+# /services/convlab-feedback/ (JupyterHub OAuth; instructors see the queue). CONVLAB_FEEDBACK=0: off.
+FEEDBACK = os.environ.get("CONVLAB_FEEDBACK", "1") != "0"
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+FEEDBACK_DIR = Path(os.environ.get("CONVLAB_FEEDBACK_DIR", str(COURSE_DIR.parent / "submit-grading")))
+if FEEDBACK:
+    c.JupyterHub.services.append({
+        "name": "convlab-feedback", "user": "convlab-grader", "display": True, "oauth_no_confirm": True,
+        "url": f"http://127.0.0.1:{os.environ.get('CONVLAB_FEEDBACK_PORT') or _free_port()}",
+        "command": [str(BIN / "python"), "-m", "hub.submit_grader"], "cwd": str(ROOT),
+        "oauth_client_allowed_scopes": ["read:users:groups!user"],      # who is an instructor
+        "environment": {"PATH": f"{BIN}:/usr/bin:/bin", "CONVLAB_EXCHANGE": str(EXCHANGE),
+                        "CONVLAB_FEEDBACK_DIR": str(FEEDBACK_DIR), "PYTHONDONTWRITEBYTECODE": "1",
+                        "CONVLAB_FAKE_DATA": os.environ.get("CONVLAB_FAKE_DATA", ""),
+                        **{k: v for k, v in os.environ.items() if k.startswith("CONVLAB_FEEDBACK_")}},
+    })
+    c.JupyterHub.load_roles.append({"name": "convlab-feedback-users", "groups": [INSTRUCTOR_GROUP, STUDENT_GROUP],
+                                    "scopes": ["access:services!service=convlab-feedback"]})
 _api_token = os.environ.get("CONVLAB_HUB_API_TOKEN")
 if _api_token:
     c.JupyterHub.services.append({"name": "convlab-admin", "api_token": _api_token})
@@ -250,6 +287,22 @@ def _shared_file(path: Path) -> None:
         os.close(fd)
 
 
+def _grading_account() -> None:
+    """The system account the submit-time grader runs as (made once), and its work folder
+    FEEDBACK_DIR: the account's, group convlab-staff (instructors may read it), closed to others."""
+    try:
+        pwd.getpwnam("convlab-grader")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--gid", runtime.STAFF_GROUP, "--home-dir", "/var/lib/convlab-grader",
+                        "--create-home", "--shell", "/usr/sbin/nologin", "convlab-grader"], check=True, capture_output=True)
+    pw = pwd.getpwnam("convlab-grader")
+    FEEDBACK_DIR.mkdir(parents=True, exist_ok=True)
+    os.chown(FEEDBACK_DIR, pw.pw_uid, grp.getgrnam(runtime.STAFF_GROUP).gr_gid, follow_symlinks=False)
+    FEEDBACK_DIR.chmod(0o2750)
+
+
 if os.geteuid() == 0:
     runtime.set_staff(INSTRUCTORS)
     _course_folders()
+    if FEEDBACK:
+        _grading_account()

@@ -379,13 +379,37 @@ class Grader:
         from grader.autograde import write_atomic
         write_atomic(self.s.work / "state.json", json.dumps([asdict(j) for j in self.jobs], indent=1))
 
+    def load(self) -> None:
+        """Take up WORK/state.json (a restarted hub restarts this service): graded jobs stay
+        graded, jobs that were waiting or running wait again, in their old order (the queue's
+        clock is the system's monotonic one: it goes on across restarts, not across reboots)."""
+        saved = _read_json(self.s.work / "state.json")
+        if not isinstance(saved, list):
+            return
+        for row in saved:
+            try:
+                job = Job(**row)
+            except TypeError:
+                continue
+            self.jobs.append(job)
+            if job.state == "replaced":
+                continue
+            self.taken[(job.student, job.assignment)] = job.entry
+            if job.state in ("waiting", "running"):
+                job.state, job.started = "waiting", None
+                self.queue.offer(job)
+            elif job.state == "done":
+                self.latest_done[(job.student, job.assignment)] = job
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         self.s.work.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.inbox, ignore_errors=True)
+        self.load()
         while not stop.is_set():
             try:
-                self.scan()
+                if self.scan():
+                    self.save()
             except Exception as err:  # noqa: BLE001 - the service keeps serving
                 log(f"scan failed: {type(err).__name__}: {err}")
             batch = self.queue.take(self.clock(), self.s.batch)
@@ -398,6 +422,7 @@ class Grader:
                             job.error = f"not graded: the grader failed ({type(err).__name__})"
                             self.queue.finish(job, self.clock(), "failed")
                     log(f"batch failed: {type(err).__name__}: {err}")
+                    self.save()
                 continue
             try:
                 await asyncio.wait_for(stop.wait(), self.s.poll)

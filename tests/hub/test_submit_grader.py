@@ -158,3 +158,21 @@ def test_the_page_shows_visible_results_and_counts_the_hidden_checks():
     assert page.count(">passed<") == 1 and page.count(">failed<") == 1   # the hidden failure: visible part passed
     named = render_result(_result(cells), hidden_mode="named")
     assert "A hidden check failed (its inputs" in named and "42.5" not in named
+
+
+def test_a_restarted_service_keeps_what_it_graded_and_what_waited(tmp_path):
+    from dataclasses import asdict
+    done, waiting, old = job("ann"), job("bob"), job("cat", n=1)
+    done.state, done.result = "done", "ann/x.json"
+    old.state = "replaced"
+    running = job("dan")
+    running.state = "running"
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "state.json").write_text(
+        __import__("json").dumps([asdict(j) for j in (done, old, waiting, running)]))
+    g = Grader(Settings(exchange=tmp_path / "exchange", work=tmp_path / "work", interval=0))
+    g.load()
+    assert [j.student for j in g.jobs] == ["ann", "cat", "bob", "dan"]
+    assert g.latest_done[("ann", A)].result == "ann/x.json"
+    assert g.taken == {("ann", A): done.entry, ("bob", A): waiting.entry, ("dan", A): running.entry}
+    assert [j.student for j in g.queue.take(now=0, limit=5)] == ["bob", "dan"]
