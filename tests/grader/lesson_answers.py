@@ -95,6 +95,32 @@ def pool2d(X, pool_size, stride=None, padding=0, mode="max"):
     return f(X[None, None].float(), pool_size, stride, padding)[0, 0]
 ''', ["pool2d_worked_example", "pool2d_stride_and_pairs", "pool2d_average", "pool2d_padding", "pool2d_by_hand"],
         "not call PyTorch's pooling"),
+    "convolve2d calls F.conv2d": (
+        "01_cross_correlation", "convolve2d_impl", '''
+def convolve2d(X, K):
+    return F.conv2d(X[None, None].float(), K.flip(0, 1)[None, None].float())[0, 0]
+''', ["convolve2d_flips_kernel", "convolve2d_shape_and_dtype", "convolve2d_by_hand"],
+        "not call PyTorch's convolution"),
+    "corr2d_multi_in calls F.conv2d": (
+        "01_cross_correlation", "corr2d_multi_in_impl", '''
+def corr2d_multi_in(X, K):
+    return F.conv2d(X[None].float(), K[None].float())[0, 0]
+''', ["corr2d_multi_in_example", "corr2d_multi_in_matches_pytorch", "corr2d_multi_in_by_hand"],
+        "not call PyTorch's convolution"),
+    "same_padding runs convolutions until the size is kept": (
+        "04_padding_and_stride", "same_padding_impl", '''
+def same_padding(kernel_size, dilation=1):
+    for p in range(dilation * kernel_size):
+        if nn.Conv1d(1, 1, kernel_size, padding=p, dilation=dilation)(torch.zeros(1, 1, 40)).shape[-1] == 40:
+            return p
+    raise ValueError(f"the effective kernel size {dilation * (kernel_size - 1) + 1} is even")
+''', ["same_padding_keeps_size", "same_padding_even_kernels"], "not run"),
+    "pool_output_size runs a pooling layer": (
+        "05_max_pooling_cifar10", "pool_output_size_impl", '''
+def pool_output_size(n, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    pool = nn.MaxPool1d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
+    return pool(torch.zeros(1, 1, n)).shape[-1]
+''', ["pool_output_size_default_stride", "pool_output_size_floor", "pool_output_size_ceil_mode"], "not run a"),
     "max_pool2d_backward unpools PyTorch's indices": (
         "05_max_pooling_cifar10", "max_pool2d_backward_impl", '''
 def max_pool2d_backward(X, dY, pool_size, stride=None):
