@@ -56,3 +56,23 @@ def test_the_grader_sizes_its_workers_to_the_cpus_it_may_use():
         assert int(free.stdout) == len(os.sched_getaffinity(0))
     finally:
         limits.release(user)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes a cgroup")
+def test_a_busy_process_is_held_to_its_cpu_share():
+    """Check that a process in a user's cgroup with a CPU limit is throttled by the kernel when it
+    wants more (cpu.stat's nr_throttled counts the periods it was stopped in; no timing asserted)."""
+    user = f"busy{os.getpid()}"
+    folders = limits.prepare(user, limits.Limits(cpus=0.1))
+    try:
+        code = ("import os, time; from hub import limits; from pathlib import Path; "
+                f"limits.enter([Path(p) for p in {[str(f) for f in folders]!r}], os.getpid()); "
+                "t = time.monotonic()\nwhile time.monotonic() - t < 1.0: pass")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        stats = [f / "cpu.stat" for f in folders if (f / "cpu.stat").exists()]
+        assert stats, f"no cpu.stat in {folders}"
+        counts = dict(line.split() for line in stats[0].read_text().splitlines())
+        assert int(counts["nr_throttled"]) > 0, counts
+    finally:
+        limits.release(user)
