@@ -18,7 +18,7 @@ Where things are (trusted: runs as the instructor, or root; inside: runs in a sa
                             vs the release, nbgrader's sanitizing, inert markup), monkeypatch
                             (static scan for patching)
     trusted, around it      course (paths, nbgrader's command line), release, run_notebooks
-                            (execute solutions/, check student versions), submissions (made-up
+                            (execute solutions/, check student versions), samples (made-up
                             submissions for tests and the benchmark), feedback, report (the class
                             report), lms (Canvas and Moodle exports for `nbgrader export`), bench,
                             nbgrader_config

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import autograde, submissions
+from . import autograde, samples
 from .course import CONFIG, SOLUTIONS, assignments, nbgrader
 
 WRONG = "def {name}(*args, **kwargs):\n    return torch.zeros(1)\n"
@@ -30,7 +30,7 @@ WRONG = "def {name}(*args, **kwargs):\n    return torch.zeros(1)\n"
 
 def synthetic(assignment: str, n: int) -> list[tuple[str, nbformat.NotebookNode]]:
     """n (student id, notebook): 50% correct, 20% wrong answers, 20% untouched, 10% crashing."""
-    solved, untouched = submissions.solved(assignment), submissions.untouched(assignment)
+    solved, untouched = samples.solved(assignment), samples.untouched(assignment)
     wrong = copy.deepcopy(solved)
     for cell in wrong.cells:
         if cell.metadata.get("nbgrader", {}).get("solution") and cell.source.startswith("def "):

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import nbformat
 import pytest
 
-from grader import submissions
+from grader import samples
 from grader.course import ROOT, source_notebook, student_notebook
 from hub import local
 
@@ -112,9 +112,9 @@ def classroom(request):
 
 def half_solved(assignment: str = ASSIGNMENT) -> nbformat.NotebookNode:
     """The student version with only the HALF_SOLVED exercises answered (as in solutions/)."""
-    solved = {c.metadata["nbgrader"]["grade_id"]: c.source for c in submissions.solved(assignment).cells
+    solved = {c.metadata["nbgrader"]["grade_id"]: c.source for c in samples.solved(assignment).cells
               if c.metadata.get("nbgrader", {}).get("solution")}
-    nb = copy.deepcopy(submissions.untouched(assignment))
+    nb = copy.deepcopy(samples.untouched(assignment))
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") in HALF_SOLVED:
             cell.source = solved[cell.metadata["nbgrader"]["grade_id"]]
@@ -266,7 +266,7 @@ def graded_class(classroom, artifacts) -> GradedClass:
         _ok(listing, f"{student}: fetch")
         fetched = [a for a in listing["value"] if a["assignment_id"] == ASSIGNMENT and a["status"] == "fetched"]
         assert fetched, f"{student}: {ASSIGNMENT} not fetched: {listing}"
-    for student, nb in ((solved, submissions.solved(ASSIGNMENT)), (half, half_solved())):
+    for student, nb in ((solved, samples.solved(ASSIGNMENT)), (half, half_solved())):
         room.call(student, "PUT", f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
                   {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))})
         _ok(room.call(student, "POST", "/assignments/submit", form, form=True), f"{student}: submit")
@@ -303,7 +303,7 @@ def hostile_notebook() -> nbformat.NotebookNode:
     """Lesson 1 solved, plus what would run in the instructor's browser if it crossed: HTML with an
     onerror handler and Javascript from a code cell, the same in a markdown cell and a raw HTML cell.
     Each would set the page's title and request a /leak-... URL."""
-    nb = copy.deepcopy(submissions.solved(ASSIGNMENT))
+    nb = copy.deepcopy(samples.solved(ASSIGNMENT))
     img = lambda where: f'<img src="/leak-{where}" onerror="document.title=\'{XSS_MARK}-{where}\'">'  # noqa: E731
     nb.cells.append(nbformat.v4.new_code_cell(
         "from IPython.display import HTML, Javascript, display\n"

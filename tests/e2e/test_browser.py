@@ -15,7 +15,7 @@ import re
 import nbformat
 import pytest
 
-from grader import submissions
+from grader import samples
 from grader.course import student_notebook
 
 from .conftest import ASSIGNMENT, EXPLORER, HALF_SOLVED, Shots, expected_cell_scores, login
@@ -76,7 +76,7 @@ def test_student_fetches_works_validates_and_sees_the_animation(browser, classro
         shots(page, "lesson1-open")
 
         # fill in corr2d (only), then run every cell
-        answer = next(c.source for c in submissions.solved(ASSIGNMENT).cells
+        answer = next(c.source for c in samples.solved(ASSIGNMENT).cells
                       if c.metadata.get("nbgrader", {}).get("grade_id") == "corr2d_impl")
         cell = nb.locator(".jp-CodeCell").filter(has_text="def corr2d(").first
         cell.scroll_into_view_if_needed()
@@ -244,7 +244,7 @@ def test_lesson_explorers_render_and_react(browser, classroom, artifacts):
     room.call(learner, "PUT", "/lab/api/settings/@jupyterlab/notebook-extension:tracker",
               {"raw": json.dumps({"windowingMode": "none"})})
     for lesson, *_ in EXPLORERS:
-        nb_json = json.loads(nbformat.writes(submissions.solved(lesson)))
+        nb_json = json.loads(nbformat.writes(samples.solved(lesson)))
         room.call(learner, "PUT", f"/api/contents/{lesson}.ipynb", {"type": "notebook", "format": "json", "content": nb_json})
     shots = Shots(artifacts, "explorers")
     context, page = login(browser, room, learner, shots)

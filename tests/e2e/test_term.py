@@ -17,7 +17,7 @@ from urllib.parse import quote
 import nbformat
 import pytest
 
-from grader import submissions
+from grader import samples
 
 from .conftest import ASSIGNMENT, HALF_SOLVED, _ok, expected_cell_scores, run_in_terminal
 
@@ -51,7 +51,7 @@ def lesson2(classroom, graded_class):
     form = {"course_id": "convlab", "assignment_id": LESSON2}
     listing = _ok(room.call(student, "POST", "/assignments/fetch", form, form=True), f"{student}: fetch")
     assert any(a["assignment_id"] == LESSON2 and a["status"] == "fetched" for a in listing["value"]), listing
-    submit(room, student, LESSON2, submissions.solved(LESSON2))
+    submit(room, student, LESSON2, samples.solved(LESSON2))
     return student, run_in_terminal(room, co, f"convlab-grade {LESSON2}")
 
 
@@ -84,7 +84,7 @@ def test_a_late_submission_gets_the_courses_penalty_in_the_gradebook_and_the_fee
                                 f"> ~/convlab/nbgrader_config.py && cd ~/convlab && "
                                 f"nbgrader db assignment add {LESSON2} --duedate='2020-01-01 00:00:00 UTC'")
     try:
-        submit(room, student, LESSON2, submissions.solved(LESSON2))
+        submit(room, student, LESSON2, samples.solved(LESSON2))
         log = run_in_terminal(room, inst, f"convlab-grade {LESSON2}")
     finally:
         policy.unlink(missing_ok=True)

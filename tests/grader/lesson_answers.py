@@ -290,8 +290,8 @@ def _solution(source: str) -> str:
 
 def submission(assignment: str, answers: dict[str, str]) -> nbformat.NotebookNode:
     """The solved student notebook with the answer cells in `answers` replaced (for the graders)."""
-    from grader import submissions
-    nb = submissions.solved(assignment)
+    from grader import samples
+    nb = samples.solved(assignment)
     for cell in nb.cells:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid in answers:

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 from grader import __main__ as cli
-from grader import autograde, feedback, integrity, submissions
+from grader import autograde, feedback, integrity, samples
 from grader.course import ROOT, SOLUTIONS
 
 A = "01_cross_correlation"
@@ -38,9 +38,9 @@ def test_parse_size_rejects(text):
 
 def test_discover_marks_missing_and_wrong_names(tmp_path):
     (tmp_path / "ann" / A).mkdir(parents=True)
-    nbformat.write(submissions.untouched(A), tmp_path / "ann" / A / f"{A}.ipynb")
+    nbformat.write(samples.untouched(A), tmp_path / "ann" / A / f"{A}.ipynb")
     (tmp_path / "bob" / A).mkdir(parents=True)
-    nbformat.write(submissions.untouched(A), tmp_path / "bob" / A / "homework.ipynb")
+    nbformat.write(samples.untouched(A), tmp_path / "bob" / A / "homework.ipynb")
     (tmp_path / "cy" / "not_a_lesson").mkdir(parents=True)
     jobs, warnings = autograde.discover(tmp_path, [A])
     by = {j.student: j for j in jobs}
@@ -59,12 +59,12 @@ def _linked_submissions(tmp_path):
     subs, outside = tmp_path / "subs", tmp_path / "outside"
     solution = SOLUTIONS / A / f"{A}.ipynb"
     (outside / A).mkdir(parents=True)
-    nbformat.write(submissions.solved(A), outside / A / f"{A}.ipynb")
+    nbformat.write(samples.solved(A), outside / A / f"{A}.ipynb")
     (outside / "secret.txt").write_text("SECRET")
     for student in ("ann", "bob", "cy", "fay", "gus"):
         (subs / student / A).mkdir(parents=True)
         if student != "ann":
-            nbformat.write(submissions.untouched(A), subs / student / A / f"{A}.ipynb")
+            nbformat.write(samples.untouched(A), subs / student / A / f"{A}.ipynb")
     (subs / "ann" / A / f"{A}.ipynb").symlink_to(solution)
     (subs / "bob" / A / "notes.txt").symlink_to(solution)
     os.mkfifo(subs / "cy" / A / "pipe")
@@ -105,7 +105,7 @@ def test_job_key_reads_nothing_through_a_link(tmp_path):
     jobs = {j.student: j for j in autograde.discover(subs, [A])[0]}
     keys = {s: autograde.job_key(j, opts) for s, j in jobs.items()}
     (outside / "secret.txt").write_text("ANOTHER SECRET")
-    nbformat.write(submissions.untouched(A), outside / A / f"{A}.ipynb")
+    nbformat.write(samples.untouched(A), outside / A / f"{A}.ipynb")
     assert {s: autograde.job_key(j, opts) for s, j in jobs.items()} == keys
     (subs / "fay" / A / "data" / "x.csv").write_text("3,4")
     assert autograde.job_key(jobs["fay"], opts) != keys["fay"]
@@ -124,12 +124,12 @@ def test_roster_is_the_assignments_found_unless_named(tmp_path):
 def test_job_key_follows_content(tmp_path):
     path = tmp_path / "ann" / A / f"{A}.ipynb"
     path.parent.mkdir(parents=True)
-    nbformat.write(submissions.untouched(A), path)
+    nbformat.write(samples.untouched(A), path)
     opts = autograde.Options()
     job = autograde.Job("ann", A, path)
     k1 = autograde.job_key(job, opts)
     assert autograde.job_key(job, opts) == k1
-    nbformat.write(submissions.solved(A), path)
+    nbformat.write(samples.solved(A), path)
     assert autograde.job_key(job, opts) != k1
     (path.parent / "data.txt").write_text("extra")
     assert autograde.job_key(job, opts) != k1
@@ -153,7 +153,7 @@ def test_rerun_is_idempotent_and_restart_completes(tmp_path, course_config):
     temporary file (killed while writing): the re-run grades only the missing one, and the
     tables have exactly one row each."""
     subs = tmp_path / "subs"
-    for student, nb in (("ann", submissions.untouched(A)), ("bob", nbformat.v4.new_notebook())):
+    for student, nb in (("ann", samples.untouched(A)), ("bob", nbformat.v4.new_notebook())):
         path = subs / student / A / f"{A}.ipynb"
         path.parent.mkdir(parents=True)
         if student == "bob":
@@ -181,7 +181,7 @@ def test_rerun_is_idempotent_and_restart_completes(tmp_path, course_config):
 def _job(tmp_path, nb=None):
     path = tmp_path / "ann" / A / f"{A}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb or submissions.untouched(A), path)
+    nbformat.write(nb or samples.untouched(A), path)
     return autograde.Job("ann", A, path)
 
 
@@ -241,7 +241,7 @@ class _BrokenPool:
 
 def _wrong_answer():
     """Lesson 1 solved but for corr2d, which answers zeros (some tests fail)."""
-    nb = submissions.solved(A)
+    nb = samples.solved(A)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "corr2d_impl")
     cell.source = ("def corr2d(X, K):\n"
                    "    return torch.zeros(X.shape[0] - K.shape[0] + 1, X.shape[1] - K.shape[1] + 1)\n")
@@ -268,7 +268,7 @@ def test_a_grader_failure_is_an_error_never_cached_and_graded_next_run(tmp_path,
     """A fork server that cannot start: status `error` (not the student's `crashed`), nothing in
     the gradebook, exit code 3; the next run grades it (with a working pool), the invalid
     submission beside it is reused from the cache."""
-    subs = _subs(tmp_path, erin=submissions.untouched(A), bob=b"{broken")
+    subs = _subs(tmp_path, erin=samples.untouched(A), bob=b"{broken")
     out = tmp_path / "out"
     argv = ["autograde", str(subs), "--out", str(out), "--config-dir", str(course_config),
             "--workers", "1", "--no-progress", "--no-sandbox"]
@@ -299,7 +299,7 @@ def test_a_grader_failure_is_an_error_never_cached_and_graded_next_run(tmp_path,
 
 
 def test_an_exception_in_the_grader_is_an_error(tmp_path, course_config, monkeypatch):
-    subs = _subs(tmp_path, ann=submissions.untouched(A))
+    subs = _subs(tmp_path, ann=samples.untouched(A))
 
     class Pool(_BrokenPool):
         def acquire(self):
@@ -382,9 +382,9 @@ def test_a_failed_save_leaves_the_runs_gradebook_usable(tmp_path, course_config)
     for student in ("broken_save", "good_save"):
         path = tmp_path / "subs" / student / A / f"{A}.ipynb"
         path.parent.mkdir(parents=True)
-        nbformat.write(submissions.solved(A), path)
+        nbformat.write(samples.solved(A), path)
         job = autograde.Job(student, A, path)
-        job.nb = integrity.sanitize(submissions.solved(A), A, student, db_url, record)
+        job.nb = integrity.sanitize(samples.solved(A), A, student, db_url, record)
         jobs[student] = job
     bad = [c for c in jobs["broken_save"].nb.cells if c.metadata.get("nbgrader", {}).get("grade")][-1]
     bad.metadata.nbgrader["grade_id"] = "not_in_the_gradebook"     # SaveAutoGrades: MissingEntry, after
@@ -411,7 +411,7 @@ def test_saving_grades_writes_what_nbgraders_saveautogrades_writes(tmp_path, cou
     from grader import integrity
     db_url = f"sqlite:///{course_config}/gradebook.db"
     record = integrity.ReleaseRecord.read(db_url, A)
-    nb = integrity.sanitize(submissions.untouched(A), A, "x", db_url, record)
+    nb = integrity.sanitize(samples.untouched(A), A, "x", db_url, record)
     tests = [c for c in nb.cells if integrity.is_test(c)]
     tests[0].outputs = [new_output("error", ename="AssertionError", evalue="no", traceback=[])]
     tests[1].outputs = [new_output("stream", name="stdout", text="fine\n")]
@@ -557,8 +557,8 @@ def test_a_kill_while_the_gradebook_and_the_release_record_are_made_changes_noth
     new gradebook: at kill points among the tables, before alembic's version, before the
     notebook, among the grade, solution and source cells. (It gave every submission `invalid`,
     cached, and left the record partial.)"""
-    subs = _subs(tmp_path, solved=submissions.solved(A), untouched=submissions.untouched(A),
-                 tampered=_without_a_test(submissions.untouched(A)))
+    subs = _subs(tmp_path, solved=samples.solved(A), untouched=samples.untouched(A),
+                 tampered=_without_a_test(samples.untouched(A)))
     course, db_url = _kill_course(tmp_path, "uninterrupted")
     expected = _graded_without_kernels(subs, course, db_url, tmp_path / "out-uninterrupted", monkeypatch)
     assert [r[:3] for r in expected[0]] == [("solved", "graded", 23), ("tampered", "tampered", 0), ("untouched", "graded", 0)]
@@ -606,9 +606,9 @@ def test_the_graded_notebook_is_written_before_the_gradebook_commits(tmp_path, c
     for student in ("unwritable_notebook", "unsaved_grades"):
         path = tmp_path / "subs" / student / A / f"{A}.ipynb"
         path.parent.mkdir(parents=True)
-        nbformat.write(submissions.solved(A), path)
+        nbformat.write(samples.solved(A), path)
         job = autograde.Job(student, A, path)
-        job.nb = integrity.sanitize(submissions.solved(A), A, student, db_url, record)
+        job.nb = integrity.sanitize(samples.solved(A), A, student, db_url, record)
         jobs.append(job)
     jobs[0].nb.cells[-1].source += "\n# \ud800"
     [c for c in jobs[1].nb.cells if integrity.is_test(c)][-1].metadata.nbgrader["grade_id"] = "not_in_the_gradebook"
@@ -630,7 +630,7 @@ def test_lone_surrogates_in_a_submitted_notebook_are_repaired(tmp_path, course_c
     answer encodes it as UTF-8)."""
     from nbgrader.api import Gradebook
     db_url = f"sqlite:///{course_config}/gradebook.db"
-    nb = submissions.solved(A)
+    nb = samples.solved(A)
     answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution"))
     answer.source += "\n# \ud800"
     nb.cells.append(nbformat.v4.new_markdown_cell("x \udc00"))
@@ -652,7 +652,7 @@ def test_a_gradebook_failure_while_reading_a_submission_is_an_error_not_cached(t
     """Check that a submission the gradebook (not its notebook) kept from being read gets
     `error` (graded again by the next run), where nbgrader refusing the notebook is `invalid`."""
     from nbgrader.api import MissingEntry
-    subs = _subs(tmp_path, ann=submissions.untouched(A))
+    subs = _subs(tmp_path, ann=samples.untouched(A))
     opts = autograde.Options(workers=1, out=tmp_path / "out", config_dir=course_config, progress=False, sandbox=False)
 
     def sanitized(job, release, record, db_url):
@@ -718,8 +718,8 @@ def test_autograde_killed_at_any_moment_then_run_again_grades_as_one_run(tmp_pat
     written, then run to the end, gives the same grades.csv, cells.csv and gradebook as one
     uninterrupted run. (Kills like these left every submission `invalid`, cached, and the record
     partial.)"""
-    subs = _subs(tmp_path, solved=submissions.solved(A), untouched=submissions.untouched(A),
-                 tampered=_without_a_test(submissions.untouched(A)), wrong=_wrong_answer())
+    subs = _subs(tmp_path, solved=samples.solved(A), untouched=samples.untouched(A),
+                 tampered=_without_a_test(samples.untouched(A)), wrong=_wrong_answer())
     runs = {}
     for name in ("uninterrupted", "killed"):
         course, db_url = _kill_course(tmp_path, name)
@@ -758,7 +758,7 @@ def test_late_submissions_get_the_courses_penalty_as_nbgrader_gives_it(tmp_path,
     from datetime import datetime
     from nbgrader.api import Gradebook
     from nbgrader.preprocessors import AssignLatePenalties
-    subs = _subs(tmp_path, late=submissions.solved(A), ontime=submissions.solved(A))
+    subs = _subs(tmp_path, late=samples.solved(A), ontime=samples.solved(A))
     (subs / "late" / A / "timestamp.txt").write_text("2026-03-02 09:00:00.000000 UTC")
     (subs / "ontime" / A / "timestamp.txt").write_text("2026-02-28 09:00:00.000000 UTC")
     course, db_url = _kill_course(tmp_path, "late")
@@ -799,7 +799,7 @@ def test_a_student_folder_whose_name_is_not_utf8_is_skipped_with_a_warning(tmp_p
     """Check that a folder name of bytes that are not UTF-8 (an LMS zip can carry one) is
     skipped with a warning that says what to do, and the other students are still found (it
     made the whole run fail in write_tables)."""
-    subs = _subs(tmp_path, ann=submissions.untouched(A))
+    subs = _subs(tmp_path, ann=samples.untouched(A))
     os.mkdir(os.path.join(os.fsencode(subs), b"bad\xff"))
     jobs, warnings = autograde.discover(subs, [A])
     assert [j.student for j in jobs] == ["ann"]
@@ -813,10 +813,10 @@ def test_a_missing_notebook_gets_a_zero_in_the_gradebook_as_nbgrader_gives_it(tm
     cell and nothing to grade by hand (what `nbgrader autograde` records for a missing notebook);
     a student with no folder for the assignment gets no submission at all."""
     from nbgrader.api import Gradebook, MissingEntry
-    subs = _subs(tmp_path, ann=submissions.solved(A))
+    subs = _subs(tmp_path, ann=samples.solved(A))
     wrong = subs / "bob" / A
     wrong.mkdir(parents=True)
-    nbformat.write(submissions.solved(A), wrong / "my_lesson.ipynb")
+    nbformat.write(samples.solved(A), wrong / "my_lesson.ipynb")
     (wrong / "timestamp.txt").write_text("2026-03-02 09:00:00.000000 UTC")
     (subs / "cy" / "another_folder").mkdir(parents=True)
     course, db_url = _kill_course(tmp_path, "missing")

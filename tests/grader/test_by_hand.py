@@ -15,7 +15,7 @@ from grader.inside import envelope, wire
 
 sys.modules.setdefault("_convlab_wire", wire)
 sys.modules.setdefault("_convlab_envelope", envelope)
-from grader import integrity, submissions  # noqa: E402
+from grader import integrity, samples  # noqa: E402
 from grader.inside import examiner  # noqa: E402 - examiner finds wire and envelope in sys.modules
 from grader.course import assignments, source_notebook  # noqa: E402
 from grader.grading import is_instructor, wanted_names  # noqa: E402
@@ -76,7 +76,7 @@ def student_cells(nb):
 
 
 HONEST = {f"{a}/{variant}": (a, make) for a in assignments() for variant, make in
-          [("solved", submissions.solved), *((f"changes_input_{i}", lambda a, i=i: submissions.changing_an_input(a, i))
+          [("solved", samples.solved), *((f"changes_input_{i}", lambda a, i=i: samples.changing_an_input(a, i))
                                              for i in range(3))]}
 
 

@@ -14,7 +14,7 @@ import time
 import nbformat
 import pytest
 
-from grader import autograde, sandbox, submissions
+from grader import autograde, samples, sandbox
 from grader.forkserver import ForkServer, ForkServerPool
 from grader.shell_client import KernelDied, OutputBudget, Shell
 
@@ -82,7 +82,7 @@ def _after(base, grade_id: str, source: str):
 def one_worker(tmp_path_factory, course_config):
     """Students graded in this (alphabetical) order by ONE worker, hence one fork server."""
     tmp = tmp_path_factory.mktemp("forkserver")
-    solved = submissions.solved(A)
+    solved = samples.solved(A)
     cases = {
         "a_leaver": _after(solved, "corr2d_impl", LEAVER),
         "b_victim": _after(solved, "corr2d_impl", LOOK),
@@ -265,8 +265,8 @@ def test_pool_replaces_a_dead_server(tmp_path):
 @pytest.mark.parametrize("how", [{"fork_server": False}, {"sandbox": False}], ids=["per-kernel", "no-sandbox"])
 def test_other_kernel_paths_still_grade(tmp_path, course_config, how):
     """--no-fork-server (a new sandbox per submission) and --no-sandbox keep working."""
-    solved = submissions.solved(A)
-    cases = {"correct": solved, "untouched": submissions.untouched(A),
+    solved = samples.solved(A)
+    cases = {"correct": solved, "untouched": samples.untouched(A),
              "exits": _after(solved, "corr2d_impl", "import os\nos._exit(0)")}
     for name, nb in cases.items():
         path = tmp_path / "subs" / name / A / f"{A}.ipynb"

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import nbformat
 import pytest
 
-from grader import grading, integrity, submissions
+from grader import grading, integrity, samples
 from grader.inside import wire
 from grader.course import assignments, source_notebook
 from grader.grading import EXTRA_FILES_LIMIT, Examination, is_instructor, wanted_names
@@ -79,11 +79,11 @@ def test_the_students_names_are_the_answers_the_tests_use(assignment):
     nb = nbformat.read(source_notebook(assignment), as_version=4)
     imports = integrity.notebook_imports(nb)
     assert wanted_names(nb, imports) == WANTED[assignment]
-    submitted = submissions.solved(assignment)
+    submitted = samples.solved(assignment)
     for cell in submitted.cells:
         if cell.metadata.get("nbgrader", {}).get("solution"):
             cell.source += "\nexpect_close = gen = Xt = print\nfrom convlab import *\n"
-    assert wanted_names(submitted, imports) == wanted_names(submissions.untouched(assignment), imports) == WANTED[assignment]
+    assert wanted_names(submitted, imports) == wanted_names(samples.untouched(assignment), imports) == WANTED[assignment]
 
 
 def _read_only(source: str, grade_id: str):

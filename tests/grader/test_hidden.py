@@ -13,7 +13,7 @@ import sys
 import nbformat
 import pytest
 
-from grader import submissions
+from grader import samples
 from grader.autograde import _cell_results, hidden_message
 from grader.course import ROOT, tool_env
 from grader.grading import steps
@@ -79,7 +79,7 @@ def corr2d(X, K):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, course_config):
     tmp = tmp_path_factory.mktemp("hidden")
-    nb = copy.deepcopy(submissions.solved(A))
+    nb = copy.deepcopy(samples.solved(A))
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "corr2d_impl")
     cell.source = MEMORISED
     path = tmp / "subs" / "memoriser" / A / f"{A}.ipynb"

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import autograde, submissions
+from grader import autograde, samples
 from grader.course import ROOT, SOLUTIONS
 
 A = "01_cross_correlation"
@@ -41,7 +41,7 @@ def _index(nb, grade_id: str) -> int:
 
 
 def _wrong():
-    nb = submissions.solved(A)
+    nb = samples.solved(A)
     nb.cells[_index(nb, "corr2d_impl")].source = WRONG_CORR2D
     return nb
 
@@ -346,7 +346,7 @@ def _plain_files_only(tmp: Path, name: str):
     elsewhere = tmp / "elsewhere" / name
     if name == "symlinked_student_folder":
         (elsewhere / A).mkdir(parents=True)
-        nbformat.write(submissions.solved(A), elsewhere / A / f"{A}.ipynb")
+        nbformat.write(samples.solved(A), elsewhere / A / f"{A}.ipynb")
         student.symlink_to(elsewhere)
         return
     (student / A).mkdir(parents=True)
@@ -354,11 +354,11 @@ def _plain_files_only(tmp: Path, name: str):
         (student / A / f"{A}.ipynb").symlink_to(solution)
     elif name == "symlinked_assignment_folder":
         elsewhere.mkdir(parents=True)
-        nbformat.write(submissions.solved(A), elsewhere / f"{A}.ipynb")
+        nbformat.write(samples.solved(A), elsewhere / f"{A}.ipynb")
         (student / A).rmdir()
         (student / A).symlink_to(elsewhere)
     elif name == "symlinked_files":
-        nbformat.write(_at_end(submissions.solved(A), PRINTS_ITS_FILES), student / A / f"{A}.ipynb")
+        nbformat.write(_at_end(samples.solved(A), PRINTS_ITS_FILES), student / A / f"{A}.ipynb")
         (student / A / "notes.txt").symlink_to(solution)
         secret = tmp / "root-only" / "shadow"
         secret.parent.mkdir(mode=0o700)
@@ -366,14 +366,14 @@ def _plain_files_only(tmp: Path, name: str):
         secret.chmod(0o600)
         (student / A / "shadow.txt").symlink_to(secret)
     elif name == "fifo_beside":
-        nbformat.write(submissions.solved(A), student / A / f"{A}.ipynb")
+        nbformat.write(samples.solved(A), student / A / f"{A}.ipynb")
         os.mkfifo(student / A / "pipe")
     elif name == "fifo_notebook":
         os.mkfifo(student / A / f"{A}.ipynb")
     elif name == "hard_linked_secret":
         # another name of a file only root may read (where the system lets anyone link to any
         # file: fs.protected_hardlinks=0): the grader, running as root, would read it for them
-        nbformat.write(_at_end(submissions.solved(A), PRINTS_ITS_FILES), student / A / f"{A}.ipynb")
+        nbformat.write(_at_end(samples.solved(A), PRINTS_ITS_FILES), student / A / f"{A}.ipynb")
         secret = tmp / "root-only-hard" / "shadow"
         secret.parent.mkdir(mode=0o700)
         secret.write_text(SECRET)
@@ -451,7 +451,7 @@ def catalog(tmp: Path) -> dict:
 
 
 def _catalog(tmp: Path) -> dict:
-    solved, untouched, wrong = submissions.solved(A), submissions.untouched(A), _wrong()
+    solved, untouched, wrong = samples.solved(A), samples.untouched(A), _wrong()
     other = str(tmp / "subs" / "correct" / A / f"{A}.ipynb")
     return {
         "correct": (solved, "graded", None),
@@ -542,7 +542,7 @@ def graded(tmp_path_factory, course_config):
         elif content == "dir":
             path.mkdir()
         elif content == "wrong-name":
-            nbformat.write(submissions.solved(A), folder / "my_homework.ipynb")
+            nbformat.write(samples.solved(A), folder / "my_homework.ipynb")
         else:
             nbformat.write(content, path)
     (tmp / "subs" / "nothing_handed_in").mkdir()

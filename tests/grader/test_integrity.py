@@ -10,7 +10,7 @@ import stat
 import nbformat
 import pytest
 
-from grader import integrity, submissions
+from grader import integrity, samples
 from grader.course import SOLUTIONS
 
 A = "01_cross_correlation"
@@ -22,11 +22,11 @@ def _ids(nb):
 
 @pytest.fixture(scope="module")
 def release():
-    return submissions.untouched(A)
+    return samples.untouched(A)
 
 
 def test_untouched_and_solved_have_no_findings(release):
-    for nb in (submissions.untouched(A), submissions.solved(A)):
+    for nb in (samples.untouched(A), samples.solved(A)):
         repaired, findings = integrity.repair(nb, release)
         assert findings == []
         assert _ids(repaired) == _ids(release)
@@ -100,7 +100,7 @@ def _submission(tmp_path):
     """A folder of plain files and folders: the notebook, a data file and a subfolder with one."""
     folder = tmp_path / "ann" / A
     (folder / "data").mkdir(parents=True)
-    nbformat.write(submissions.solved(A), folder / f"{A}.ipynb")
+    nbformat.write(samples.solved(A), folder / f"{A}.ipynb")
     (folder / "notes.txt").write_text("my notes")
     (folder / "data" / "x.csv").write_text("1,2")
     return folder
@@ -220,7 +220,7 @@ def test_sanitize_with_the_release_record_is_nbgraders_own(course_config, releas
     """Check that sanitize on the release record (read once per run) gives byte for byte the
     notebook nbgrader's own preprocessors give, querying the gradebook per cell."""
     db_url = f"sqlite:///{course_config}/gradebook.db"
-    nb = {"untouched": lambda: submissions.untouched(A), "solved": lambda: submissions.solved(A),
+    nb = {"untouched": lambda: samples.untouched(A), "solved": lambda: samples.solved(A),
           "tampered": lambda: _tampered(release), "unknown_id": lambda: _unknown_id(release)}[which]()
     record = integrity.ReleaseRecord.read(db_url, A)
 
@@ -262,7 +262,7 @@ def test_the_release_record_answers_like_the_gradebook(course_config):
 def test_metadata_validation_still_rejects_corrupt_metadata():
     """Check that nbgrader's metadata check (its schema now checked once) still fails on bad metadata."""
     from nbgrader.nbgraderformat import MetadataValidator, ValidationError
-    nb = submissions.untouched(A)
+    nb = samples.untouched(A)
     MetadataValidator().validate_nb(nb)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
     cell.metadata.nbgrader["points"] = "many"
@@ -292,7 +292,7 @@ def _rendered(source: str) -> str:
 def test_a_students_active_markdown_is_shown_as_text(evil):
     """Formgrader renders markdown without a sanitizer: whatever a student's markdown renders to
     that could run (a script, a handler, a javascript: link, an iframe) makes the cell text."""
-    release = submissions.untouched("01_cross_correlation")
+    release = samples.untouched("01_cross_correlation")
     nb = copy.deepcopy(release)
     nb.cells.append(nbformat.v4.new_markdown_cell(evil))
     cell = integrity.inert_markup(nb, release).cells[-1]
@@ -302,7 +302,7 @@ def test_a_students_active_markdown_is_shown_as_text(evil):
 
 
 def test_plain_markdown_and_the_releases_cells_are_kept():
-    release = submissions.untouched("01_cross_correlation")
+    release = samples.untouched("01_cross_correlation")
     nb = copy.deepcopy(release)
     fine = ("# A heading\n\n**bold**, $x^2$, a [link](https://pytorch.org), ![a plot](attachment:p.png), "
             "a < b, <b>bold</b>\n\n| a | b |\n|---|---|\n| 1 | 2 |")

@@ -11,7 +11,7 @@ import sys
 import nbformat
 import pytest
 
-from grader import submissions
+from grader import samples
 from grader.course import ROOT, assignments, tool_env
 
 from .lesson_answers import FORBIDDEN, forbidden_expected
@@ -42,7 +42,7 @@ def our_grades(tmp_path_factory, course_config):
 
 # Right answers that then zero their tensor argument number i in place (train_kernel and
 # corr2d_backward take three tensors).
-CHANGING = {f"changes_input_{i}": (lambda a, i=i: submissions.changing_an_input(a, i)) for i in range(3)}
+CHANGING = {f"changes_input_{i}": (lambda a, i=i: samples.changing_an_input(a, i)) for i in range(3)}
 
 
 @pytest.mark.parametrize("assignment", assignments())

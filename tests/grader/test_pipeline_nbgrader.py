@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from grader import run_notebooks, submissions
+from grader import run_notebooks, samples
 from grader.course import assignments, nbgrader
 
 from .conftest import write_course
@@ -16,7 +16,7 @@ from .lesson_answers import forbidden_expected, forbidden_submission
 
 # "forbidden": every answer of lesson_answers.FORBIDDEN (copies of test helpers, PyTorch's layers,
 # convolution, pooling or autograd where the exercise forbids them), the solution elsewhere.
-STUDENTS = {"perfect": submissions.solved, "untouched": submissions.untouched, "forbidden": forbidden_submission}
+STUDENTS = {"perfect": samples.solved, "untouched": samples.untouched, "forbidden": forbidden_submission}
 
 
 @pytest.fixture(scope="module")

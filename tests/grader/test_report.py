@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from grader import __main__ as cli
-from grader import integrity, report, submissions
+from grader import integrity, report, samples
 from grader.course import ROOT, tool_env
 
 from .lesson_answers import WRONG, submission
@@ -206,14 +206,14 @@ def _without_a_test(nb):
 
 
 CLASS = {
-    "r-ann": lambda: submissions.solved(A),
-    "r-bob": lambda: submissions.untouched(A),
+    "r-ann": lambda: samples.solved(A),
+    "r-bob": lambda: samples.untouched(A),
     "r-cy": lambda: submission(A, _answer("horizontal edge kernel with the opposite sign")),
     "r-dan": lambda: submission(A, _answer("horizontal edge kernel with the opposite sign")),
     "r-eve": lambda: submission(A, _answer("horizontal edge kernel: section 1's kernel")),
     "r-fay": lambda: submission(A, _answer("edge_magnitude all zeros")),
     "r-gus": lambda: submission(A, {"edge_magnitude_impl": f"def edge_magnitude(img):\n    raise ValueError({MARKUP!r})\n"}),
-    "r-hal": lambda: _without_a_test(submissions.solved(A)),
+    "r-hal": lambda: _without_a_test(samples.solved(A)),
 }
 
 
@@ -246,7 +246,7 @@ def graded_class(tmp_path_factory, course_config):
     assert proc.returncode == 0 and str(out / report.REPORT) in proc.stdout, proc.stdout + proc.stderr
     first = tmp / "first-report.html"
     shutil.copyfile(out / report.REPORT, first)
-    nbformat.write(submissions.solved(A), subs / "r-cy" / A / f"{A}.ipynb")
+    nbformat.write(samples.solved(A), subs / "r-cy" / A / f"{A}.ipynb")
     _autograde(subs, out, course_config)
     _, second = report.write_report(out)
     return out, first, second, grades, cells

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import submissions
+from grader import samples
 from grader.course import ROOT, tool_env
 
 A = "01_cross_correlation"
@@ -45,7 +45,7 @@ def course(tmp_path_factory):
     run = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", A, "--force"],
                          cwd=course, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
-    nb = submissions.solved(A)
+    nb = samples.solved(A)
     marker = home / "student-code-ran"
     nb.cells.insert(0, nbformat.v4.new_code_cell(f"open({str(marker)!r}, 'w').write('ran')"))
     submitted = course / "submitted" / "alice" / A / f"{A}.ipynb"

@@ -1,4 +1,5 @@
-"""Make submissions for testing and benchmarking the grader: the untouched release and a fully solved one."""
+"""Sample submissions for testing and benchmarking the grader (not a course file: nothing here is
+handed to students): the untouched release, a fully solved one, and ones that change an input."""
 from __future__ import annotations
 
 import ast
