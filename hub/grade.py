@@ -20,6 +20,14 @@ one formgrader shows (on the hub, a link to the staff's shared course: any instr
    text), put where nbgrader expects it
    (feedback/<student>/<assignment>/<assignment>.html with the submission's timestamp and secret),
    then `nbgrader release_feedback ASSIGNMENT`; students get it with *Fetch Feedback*;
+(1b.) What the service grading at submit time (hub/submit_grader.py) already graded is reused:
+   a submission collected exactly as that service graded it (the same files, tests, grader code
+   and limits: the result's key, computed by the grader's own `job_key`) takes its result and
+   graded notebook from CONVLAB_FEEDBACK_DIR (--submit-results; the staff may read it, students
+   may not), recorded here in order as the grader records its own (graded notebook, this
+   gradebook's rows with late penalty and review marks, result file), so step 2 finds it and
+   grades only the rest. Off with --no-reuse, or with options for the grader after `--` (the
+   keys would differ);
 4. `python -m grader report --out COURSE`: COURSE/report.html, the class report (scores, named
    mistakes, submissions to review, who changed score since the previous run), for instructors
    only, written before the feedback is released (a failure to write it is only a warning).
@@ -36,6 +44,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "hub" / "jupyter" / "instructor"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))          # the grader's own functions (adopt)
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -70,6 +80,59 @@ def place_feedback(pages: Path, course: Path, assignment: str) -> list[Path]:
     return placed
 
 
+def adopt(submitted: Path, course: Path, assignment: str, shared: Path, db_url: str) -> list[str]:
+    """Take the submit-time grader's results (`shared`/out) for the submissions in `submitted`
+    that it graded exactly as they are (same key), recording each here as the grader's `record`
+    does: graded notebook, then gradebook rows, then the result file. Returns the students whose
+    result was taken; anything that does not fit is left to the grading run."""
+    import json
+    import warnings
+
+    import nbformat
+    from nbgrader.api import Gradebook
+
+    from grader import statuses
+    from grader.autograde import (FLAGGED, Options, _job, _save_to_gradebook, job_key, late_penalties,
+                                  result_path, write_atomic)
+    taken: list[str] = []
+    if not (shared / "out" / "results").is_dir() or not submitted.is_dir():
+        return taken
+    opts = Options(out=course, config_dir=CONFIG, db_url=db_url)     # as step 2 runs (no options after --)
+    with Gradebook(db_url) as gb:
+        for student_dir in sorted(p for p in submitted.iterdir() if p.is_dir() and not p.is_symlink()):
+            job = _job(student_dir.name, student_dir, assignment)
+            if job.status:
+                continue
+            try:
+                job.key = job_key(job, opts)
+                if result_path(course, job).exists():
+                    continue                                        # graded here already
+                result = json.loads(result_path(shared / "out", job).read_text())
+                notebook = shared / "out" / "by-key" / job.student / assignment / f"{job.key}.ipynb"
+                status = statuses.BY_NAME.get(result.get("status"))
+                if (result.get("key") != job.key or status is None or not status.cached
+                        or status.name in statuses.NOT_GRADED or not notebook.is_file()):
+                    continue
+                job.nb = nbformat.read(notebook, as_version=4)
+            except (OSError, ValueError):
+                continue
+            dest = course / "autograded" / job.student / assignment / f"{assignment}.ipynb"
+            try:
+                write_atomic(dest, nbformat.writes(job.nb))
+                reason = "; ".join(result.get("messages", [])) or "see the grader's result file"
+                flag = (status.name, reason[:1000]) if status.name in FLAGGED else None
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    _save_to_gradebook(job, gb, late_penalties(CONFIG), flag)
+                write_atomic(result_path(course, job), json.dumps(result, indent=1))
+                taken.append(job.student)
+            except Exception as err:  # noqa: BLE001 - not reused: step 2 grades it
+                dest.unlink(missing_ok=True)
+                print(f"warning: {job.student}: the result graded at submit time was not reused "
+                      f"({type(err).__name__}: {err}); grading it", file=sys.stderr)
+    return taken
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub/grade.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                              "and their results are reused (they are keyed by content)")
     parser.add_argument("--no-collect", action="store_true", help="grade what submitted/ already holds")
     parser.add_argument("--no-release", action="store_true", help="write feedback but do not release it")
+    parser.add_argument("--submit-results", type=Path, default=os.environ.get("CONVLAB_FEEDBACK_DIR") or None,
+                        help="the submit-time grader's folder, whose results are reused (default: $CONVLAB_FEEDBACK_DIR)")
+    parser.add_argument("--no-reuse", action="store_true", help="grade everything again (reuse nothing graded at submit time)")
     parser.epilog = "After --: more options for python -m grader autograde (e.g. -- --workers 1)."
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -99,6 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                  *([f"--student={who}"] if who else [])], cwd=course)
     if not (course / "submitted").is_dir():
         raise SystemExit(f"error: {course}/submitted does not exist: nothing was collected yet")
+    if args.submit_results and not args.no_reuse and not extra:
+        try:
+            taken = adopt(course / "submitted", course, args.assignment, Path(args.submit_results),
+                          f"sqlite:///{course / 'gradebook.db'}")
+            print(f"reused {len(taken)} result(s) graded at submit time" + (f": {', '.join(taken)}" if taken else ""),
+                  flush=True)
+        except Exception as err:  # noqa: BLE001 - reuse is an optimisation: grade everything instead
+            print(f"warning: results graded at submit time not reused ({type(err).__name__}: {err})", file=sys.stderr)
     run([py, "-m", "grader", "autograde", str(course / "submitted"), "--assignment", args.assignment,
          "--config-dir", str(CONFIG), "--db-url", f"sqlite:///{course / 'gradebook.db'}", "--out", str(course),
          "--no-progress", *extra], cwd=ROOT)

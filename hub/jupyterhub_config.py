@@ -237,6 +237,8 @@ def pre_spawn_hook(spawner) -> None:
     spawner.environment["JUPYTER_CONFIG_PATH"] = str(config)
     if config.name == "instructor":
         spawner.environment["CONVLAB_COURSE_DIR"] = str(COURSE_DIR)
+        if FEEDBACK:                      # grade.py reuses what the submit-time grader graded
+            spawner.environment["CONVLAB_FEEDBACK_DIR"] = str(FEEDBACK_DIR)
 
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook

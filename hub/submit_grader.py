@@ -75,7 +75,7 @@ INSTRUCTOR_GROUP = f"formgrade-{COURSE_ID}"
 ACCOUNT = "convlab-grader"
 MAX_FILES = 1000
 MAX_BYTES = 20 * 2**20            # an entry larger than this is not copied (the grader keeps 8 MB beside)
-IGNORE = (".ipynb_checkpoints", "__pycache__", "feedback")   # what nbgrader's collect leaves out too
+IGNORE = (".ipynb_checkpoints", "__pycache__", "feedback")   # what nbgrader's collect leaves out too (and *.pyc)
 ENTRY = re.compile(r"^(?P<student>[^+]+)\+(?P<assignment>[^+]+)\+(?P<timestamp>[^+]+)(\+(?P<random>.*))?$")
 
 
@@ -216,6 +216,8 @@ def copy_entry(src: Path, dest: Path, uid: int | None) -> None:
                 raise Refused(f"{rel / d} is not a plain folder")
             (dest / rel / d).mkdir()
         for name in files:
+            if name.endswith(".pyc"):
+                continue
             count += 1
             if count > MAX_FILES:
                 raise Refused(f"more than {MAX_FILES} files")
@@ -365,6 +367,7 @@ class Grader:
                 continue
             job.result, job.status = file, result["status"]
             job.score, job.max_score = result["score"], result["max_score"]
+            self._keep_notebook(job, result)
             self.queue.finish(job, now, "done")
             key = (job.student, job.assignment)
             prev = self.latest_done.get(key)
@@ -373,6 +376,18 @@ class Grader:
         shutil.rmtree(folder, ignore_errors=True)
         log(f"batch {self.batches}: {len(runnable)} graded in {time.monotonic() - t0:.1f} s (exit {code})")
         self.save()
+
+    def _keep_notebook(self, job: Job, result: dict) -> None:
+        """out/by-key/<student>/<assignment>/<key>.ipynb: the graded notebook of exactly this
+        result (out/autograded/ holds the student's latest only), for hub/grade.py to reuse."""
+        graded = self.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
+        if not graded.is_file() or not re.fullmatch(r"[0-9a-f]+", str(result.get("key", ""))):
+            return
+        dest = self.out / "by-key" / job.student / job.assignment / f"{result['key']}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".tmp-{dest.name}")
+        shutil.copyfile(graded, tmp)
+        os.replace(tmp, dest)
 
     def save(self) -> None:
         """WORK/state.json: every job (for instructors and the benchmark)."""
@@ -679,7 +694,7 @@ def bench(burst: int) -> int:
     a scratch exchange, graded by this service's own loop (without the ownership checks, which
     need real accounts). Prints submit-to-feedback seconds (seen: within POLL of submitting)."""
     import nbformat
-    from grader import submissions as subs
+    from grader import samples as subs
     assignment = "01_cross_correlation"
     nb = nbformat.writes(subs.solved(assignment))
     with tempfile.TemporaryDirectory(prefix="convlab-feedback-bench-") as tmp:

@@ -168,8 +168,51 @@ def test_ten_submissions_at_once_are_all_graded_in_fair_order(classroom, graded_
         (artifacts / "submit-grading-burst.json").write_text(json.dumps(
             {"burst": len(students), "all_graded_s": took,
              "per_student_s": {j["student"]: j["done_at"] - t0 for j in mine}}, indent=1))
+        _the_instructors_grading_reuses_them(room, students, planted, {j["student"]: j["result"] for j in mine})
     finally:
         for entry in planted:
             shutil.rmtree(entry, ignore_errors=True)
         for p in inbound.glob(".*-partial"):
             shutil.rmtree(p, ignore_errors=True)
+
+
+def _the_instructors_grading_reuses_them(room, students, entries, result_files):
+    """hub/grade.py's reuse, on a scratch copy of the staff's course (the shared one must not get
+    these students): the ten entries collected as nbgrader's collect lays them out, the course's
+    gradebook copied; `adopt` takes the ten results graded at submit time, and the grading run that
+    follows grades none of them again (each result file stays byte for byte the service's)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from nbgrader.api import Gradebook
+
+    shared = room.hub.state.parent / "submit-grading"
+    course = Path(tempfile.mkdtemp(prefix="clhub-reuse-"))
+    try:
+        for s, entry in zip(students, entries):
+            shutil.copytree(entry, course / "submitted" / s / ASSIGNMENT)
+        shutil.copyfile(room.hub.state.parent / "course" / "gradebook.db", course / "gradebook.db")
+        db = f"sqlite:///{course / 'gradebook.db'}"
+        code = ("import sys; from pathlib import Path; from hub.grade import adopt; "
+                "print('TAKEN', ','.join(adopt(Path(sys.argv[1]) / 'submitted', Path(sys.argv[1]), sys.argv[2], "
+                "Path(sys.argv[3]), sys.argv[4])))")
+        proc = subprocess.run([str(local.hub_python()), "-c", code, str(course), ASSIGNMENT, str(shared), db],
+                              cwd=local.STAFF, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        taken = proc.stdout.split("TAKEN ", 1)[1].strip().split(",")
+        assert sorted(taken) == students, (proc.stdout, proc.stderr[-3000:])
+        proc = subprocess.run([str(local.hub_python()), "-m", "grader", "autograde", str(course / "submitted"),
+                               "--assignment", ASSIGNMENT, "--config-dir", str(local.STAFF / "hub" / "jupyter" / "instructor"),
+                               "--db-url", db, "--out", str(course), "--no-progress"],
+                              cwd=local.STAFF, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for s in students:
+            ours = (course / "results" / result_files[s]).read_bytes()
+            assert ours == (shared / "out" / "results" / result_files[s]).read_bytes(), f"{s} was graded again"
+            assert (course / "autograded" / s / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
+        with Gradebook(db) as gb:
+            scores = {s: gb.find_submission(ASSIGNMENT, s) for s in students}
+            assert all(sub.score == sub.max_score > 0 for sub in scores.values())
+    finally:
+        shutil.rmtree(course, ignore_errors=True)
