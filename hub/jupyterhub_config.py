@@ -62,7 +62,7 @@ Other settings (all optional; `make hub` and tests/e2e set them):
                                          hub/submit_grader.py; on by default)
     CONVLAB_FEEDBACK_DIR                 its folder (beside CONVLAB_COURSE_DIR: .../submit-grading)
     CONVLAB_FEEDBACK_INTERVAL, _BATCH, _WORKERS, _HIDDEN, _PORT   a student's jobs this many seconds
-                                         apart (30); jobs per batch (8); grader threads (1); `named`
+                                         apart (30); jobs per batch (16); grader threads (1); `named`
                                          shows that a hidden check failed (default: only counted);
                                          the service's local port (a free one)
 """

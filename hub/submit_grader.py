@@ -30,7 +30,8 @@ The queue (`FairQueue`)
     * round robin between students: each batch takes the next job of each student in turn, so a
       deadline rush of 200 students is graded in the order they first handed in, one each;
     * one batch at a time (WORKERS grader worker threads, CONVLAB_FEEDBACK_WORKERS, default 1;
-      BATCH jobs per batch, CONVLAB_FEEDBACK_BATCH, default 8: the sandboxes boot once per batch).
+      BATCH jobs per batch, CONVLAB_FEEDBACK_BATCH, default 16: the sandboxes boot once per batch,
+      about 4.5 s, and each result is shown as soon as the grader wrote it, not at the batch's end).
     A grading failure never touches the submission: nbgrader's submit has already finished, and
     this service only reads the exchange.
 
@@ -246,7 +247,7 @@ class Settings:
     interval: float = 30.0
     poll: float = 2.0
     workers: int = 1
-    batch: int = 8
+    batch: int = 16
     hidden: str = "count"             # count | named
     verify: bool = True               # entry_problem and owner checks (off only in --bench)
 
@@ -257,7 +258,7 @@ class Settings:
                    interval=_env_float("CONVLAB_FEEDBACK_INTERVAL", 30.0),
                    poll=_env_float("CONVLAB_FEEDBACK_POLL", 2.0),
                    workers=max(1, int(_env_float("CONVLAB_FEEDBACK_WORKERS", 1))),
-                   batch=max(1, int(_env_float("CONVLAB_FEEDBACK_BATCH", 8))),
+                   batch=max(1, int(_env_float("CONVLAB_FEEDBACK_BATCH", 16))),
                    hidden="named" if os.environ.get("CONVLAB_FEEDBACK_HIDDEN") == "named" else "count")
 
 
@@ -342,13 +343,16 @@ class Grader:
             shutil.rmtree(folder, ignore_errors=True)
             return
         cmd = self.command(folder, sorted({j.assignment for j in runnable}))
-        t0 = time.monotonic()
+        t0, since = time.monotonic(), time.time()
         with open(self.s.work / "grader.log", "ab") as logf:
             logf.write(f"\n# batch {self.batches}: {', '.join(f'{j.student}/{j.assignment}' for j in runnable)}\n".encode())
             logf.flush()
             self.proc = await asyncio.create_subprocess_exec(*cmd, cwd=str(ROOT), stdout=logf, stderr=logf,
                                                              start_new_session=True, env=_grader_env())
-            code = await self.proc.wait()
+            waiting = asyncio.ensure_future(self.proc.wait())
+            while not (await asyncio.wait({waiting}, timeout=0.5))[0]:
+                self._early(runnable, since)       # each result as soon as the grader wrote it
+            code = waiting.result()
             self.proc = None
         rows = {}
         try:
@@ -358,6 +362,8 @@ class Grader:
             pass
         now = self.clock()
         for job in runnable:
+            if job.state != "running":
+                continue                                   # done while the batch ran
             file = rows.get((job.student, job.assignment)) if code in (0, 3) else None
             result = _read_json(self.out / "results" / file) if file else None
             if result is None or result.get("status") == "error":
@@ -365,17 +371,40 @@ class Grader:
                 self.queue.finish(job, now, "failed")
                 log(f"{job.student}/{job.assignment}: grading failed (exit {code}); see {self.s.work / 'grader.log'}")
                 continue
-            job.result, job.status = file, result["status"]
-            job.score, job.max_score = result["score"], result["max_score"]
-            self._keep_notebook(job, result)
-            self.queue.finish(job, now, "done")
-            key = (job.student, job.assignment)
-            prev = self.latest_done.get(key)
-            if prev is None or self.jobs.index(prev) < self.jobs.index(job):
-                self.latest_done[key] = job
+            self._done(job, file, result)
         shutil.rmtree(folder, ignore_errors=True)
         log(f"batch {self.batches}: {len(runnable)} graded in {time.monotonic() - t0:.1f} s (exit {code})")
         self.save()
+
+    def _done(self, job: Job, file: str, result: dict) -> None:
+        job.result, job.status = file, result["status"]
+        job.score, job.max_score = result["score"], result["max_score"]
+        self._keep_notebook(job, result)
+        self.queue.finish(job, self.clock(), "done")
+        key = (job.student, job.assignment)
+        prev = self.latest_done.get(key)
+        if prev is None or self.jobs.index(prev) < self.jobs.index(job):
+            self.latest_done[key] = job
+
+    def _early(self, jobs: list[Job], since: float) -> None:
+        """The jobs of the running batch whose result file the grader has written (each result is
+        written last, after the graded notebook and the gradebook): a job per student x
+        assignment per batch, so the file written since the batch began is that job's."""
+        for job in jobs:
+            if job.state != "running":
+                continue
+            folder = self.out / "results" / job.student / job.assignment
+            try:
+                files = [(p.stat().st_mtime, p) for p in folder.glob("*.json") if not p.name.endswith(".error.json")]
+            except OSError:
+                continue
+            files = [f for f in files if f[0] >= since]
+            if not files:
+                continue
+            path = max(files)[1]
+            result = _read_json(path)
+            if result is not None and result.get("status") != "error" and "cells" in result:
+                self._done(job, path.relative_to(self.out / "results").as_posix(), result)
 
     def _keep_notebook(self, job: Job, result: dict) -> None:
         """out/by-key/<student>/<assignment>/<key>.ipynb: the graded notebook of exactly this
@@ -701,7 +730,7 @@ def bench(burst: int) -> int:
         base = Path(tmp)
         settings = Settings(exchange=base / "exchange", work=base / "work", interval=0.0, poll=0.2,
                             workers=int(_env_float("CONVLAB_FEEDBACK_WORKERS", 1)),
-                            batch=int(_env_float("CONVLAB_FEEDBACK_BATCH", 8)), verify=False)
+                            batch=int(_env_float("CONVLAB_FEEDBACK_BATCH", 16)), verify=False)
         inbound = settings.exchange / COURSE_ID / "inbound"
         inbound.mkdir(parents=True)
 
