@@ -76,6 +76,8 @@ def _login_and_open(room, user: str) -> str:
         no_follow.open(f"{room.hub.url}/hub/login?_xsrf={urllib.parse.quote(xsrf)}", data=form, timeout=60)
     except urllib.error.HTTPError as err:
         assert err.code in (302, 303), err
+    with opener.open(f"{room.hub.url}/hub/home", timeout=60) as resp:    # the hub's Services menu links it
+        assert f'href="{SERVICE}"' in resp.read().decode()
     with opener.open(f"{room.hub.url}{SERVICE}", timeout=60) as resp:
         assert SERVICE in resp.url, resp.url
         return resp.read().decode()
