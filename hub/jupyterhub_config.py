@@ -61,10 +61,10 @@ Other settings (all optional; `make hub` and tests/e2e set them):
     CONVLAB_FEEDBACK                     0: no grading at submit time (the service convlab-feedback,
                                          hub/submit_grader.py; on by default)
     CONVLAB_FEEDBACK_DIR                 its folder (beside CONVLAB_COURSE_DIR: .../submit-grading)
-    CONVLAB_FEEDBACK_INTERVAL, _BATCH, _WORKERS, _HIDDEN, _PORT   a student's jobs this many seconds
+    CONVLAB_FEEDBACK_INTERVAL, _BATCH, _WORKERS, _HIDDEN, _PORT, _NICE   a student's jobs this many seconds
                                          apart (30); jobs per batch (16); grader threads (1); `named`
                                          shows that a hidden check failed (default: only counted);
-                                         the service's local port (a free one)
+                                         the service's local port (a free one); the grader's nice (10)
 """
 import grp
 import os

@@ -29,6 +29,8 @@ The queue (`FairQueue`)
       times a minute is graded twice);
     * round robin between students: each batch takes the next job of each student in turn, so a
       deadline rush of 200 students is graded in the order they first handed in, one each;
+    * the grader runs at a lower CPU priority than the students' servers (nice CONVLAB_FEEDBACK_NICE,
+      10): in a deadline rush, the students' own work stays responsive and feedback waits;
     * one batch at a time (WORKERS grader worker threads, CONVLAB_FEEDBACK_WORKERS, default 1;
       BATCH jobs per batch, CONVLAB_FEEDBACK_BATCH, default 16: the sandboxes boot once per batch,
       about 4.5 s, and each result is shown as soon as the grader wrote it, not at the batch's end).
@@ -249,6 +251,7 @@ class Settings:
     workers: int = 1
     batch: int = 16
     hidden: str = "count"             # count | named
+    nice: int = 10                    # the grader's CPU priority below the students' servers
     verify: bool = True               # entry_problem and owner checks (off only in --bench)
 
     @classmethod
@@ -259,7 +262,8 @@ class Settings:
                    poll=_env_float("CONVLAB_FEEDBACK_POLL", 2.0),
                    workers=max(1, int(_env_float("CONVLAB_FEEDBACK_WORKERS", 1))),
                    batch=max(1, int(_env_float("CONVLAB_FEEDBACK_BATCH", 16))),
-                   hidden="named" if os.environ.get("CONVLAB_FEEDBACK_HIDDEN") == "named" else "count")
+                   hidden="named" if os.environ.get("CONVLAB_FEEDBACK_HIDDEN") == "named" else "count",
+                   nice=int(_env_float("CONVLAB_FEEDBACK_NICE", 10)))
 
 
 def log(*args) -> None:
@@ -348,7 +352,8 @@ class Grader:
             logf.write(f"\n# batch {self.batches}: {', '.join(f'{j.student}/{j.assignment}' for j in runnable)}\n".encode())
             logf.flush()
             self.proc = await asyncio.create_subprocess_exec(*cmd, cwd=str(ROOT), stdout=logf, stderr=logf,
-                                                             start_new_session=True, env=_grader_env())
+                                                             start_new_session=True, env=_grader_env(),
+                                                             preexec_fn=lambda: os.nice(self.s.nice))
             waiting = asyncio.ensure_future(self.proc.wait())
             while not (await asyncio.wait({waiting}, timeout=0.5))[0]:
                 self._early(runnable, since)       # each result as soon as the grader wrote it
