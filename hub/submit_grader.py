@@ -174,9 +174,10 @@ class FairQueue:
 # --------------------------------------------------------------------------------------------
 # the exchange: complete entries, verified, copied as plain files
 
-def complete_entries(inbound: Path) -> dict[tuple[str, str], tuple[str, str]]:
+def complete_entries(inbound: Path, settle: float = 60.0, now: float | None = None) -> dict[tuple[str, str], tuple[str, str]]:
     """(student, assignment) -> (entry name, timestamp) of the newest complete entry of each:
-    a folder whose name nbgrader gives and whose mode PrivateSubmit set last (0750)."""
+    a folder whose name nbgrader gives and whose mode PrivateSubmit set last (0750), or, made
+    some other way (a terminal), unchanged for `settle` seconds (its checks then say whose it is)."""
     from nbgrader.utils import parse_utc
     newest: dict[tuple[str, str], tuple[str, str, object]] = {}
     try:
@@ -192,7 +193,8 @@ def complete_entries(inbound: Path) -> dict[tuple[str, str], tuple[str, str]]:
             when = parse_utc(m["timestamp"])
         except (OSError, ValueError, TypeError):
             continue
-        if not stat.S_ISDIR(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o750:
+        settled = (time.time() if now is None else now) - st.st_ctime > settle
+        if not stat.S_ISDIR(st.st_mode) or (stat.S_IMODE(st.st_mode) != 0o750 and not settled):
             continue                                  # not a folder, or nbgrader is still writing it
         key = (m["student"], m["assignment"])
         if key not in newest or when > newest[key][2]:

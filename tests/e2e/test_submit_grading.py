@@ -223,3 +223,20 @@ def _the_instructors_grading_reuses_them(room, students, entries, result_files):
             assert all(sub.score == sub.max_score > 0 for sub in scores.values())
     finally:
         shutil.rmtree(course, ignore_errors=True)
+
+
+def test_a_forged_entry_is_logged_and_never_graded(classroom, hostile_round):
+    """The hostile round's entry planted (from a terminal) in the name of a student who handed in
+    nothing: once it has settled, the service names it in the hub's log and grades nothing of it;
+    neither is the attacker's entry holding a link graded."""
+    room = classroom
+    victim = hostile_round.forged_for
+    line = f"NOT graded (forged or changed after it was handed in?): {victim}+{ASSIGNMENT}+"
+    deadline = time.monotonic() + 150          # the entry settles for 60 s (it is not submit's 0750)
+    while line not in room.hub.log_path.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(2)
+    log = room.hub.log_path.read_text(errors="replace")
+    assert line in log, log[-3000:]
+    assert f"belongs to {hostile_round.attacker}" in log.split(line, 1)[1].splitlines()[0]
+    jobs = _status(room, _token(room, room.instructor))
+    assert not [j for j in jobs if j["student"] == victim or j["entry"].endswith("+linked")], jobs

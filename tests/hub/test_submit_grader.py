@@ -95,6 +95,9 @@ def test_only_complete_entries_are_taken_and_the_newest_of_each(tmp_path):
     (tmp_path / f"cat+{A}+2026-01-01 10:00:00.000000 UTC+r4").write_text("a file")
     assert complete_entries(tmp_path) == {("ann", A): (f"ann+{A}+2026-01-01 11:00:00.000000 UTC+r2",
                                                       "2026-01-01 11:00:00.000000 UTC")}
+    import time
+    later = complete_entries(tmp_path, now=time.time() + 61)     # made another way, then left alone
+    assert later[("bob", A)][0] == f"bob+{A}+2026-01-01 12:00:00.000000 UTC+r3"
 
 
 def test_the_copy_takes_plain_files_only(tmp_path):
