@@ -7,7 +7,8 @@ What it does
     Every POLL seconds it lists the exchange's `<exchange>/convlab/inbound/` (3773
     root:convlab-staff; nbgrader's submit, `PrivateSubmit`, leaves each entry 0750
     student:convlab-staff). An entry is taken once it is complete (PrivateSubmit's 0750 is the
-    last thing submit does) and is the newest of its student x assignment; it must pass
+    last thing submit does; an entry made otherwise, once unchanged for 60 s) and is the newest of
+    its student x assignment; it must pass
     `hub.exchange.entry_problem` (the student's own plain files, handed in when its name says): a
     forged or changed entry is logged and ignored. The entry is copied (plain files only, no link
     followed, owner checked on the open file) into WORK/inbox/<entry>/<student>/<assignment>/,
