@@ -11,7 +11,7 @@ What it does
     its student x assignment; it must pass
     `hub.exchange.entry_problem` (the student's own plain files, handed in when its name says): a
     forged or changed entry is logged and ignored. The entry is copied (plain files only, no link
-    followed, owner checked on the open file) into WORK/inbox/<entry>/<student>/<assignment>/,
+    followed, owner checked on the open file) into WORK/inbox/batch-N/<student>/<assignment>/,
     and the grader grades it in its sandbox (`python -m grader autograde`, the CLI, in a process
     of its own) with its own --out (WORK/out) and its own scratch gradebook (WORK/gradebook.db):
     the instructor's gradebook is written only by the instructor's grading run (hub/grade.py).
