@@ -323,7 +323,7 @@ def log_in(base_url: str, user: str, password: str, context=None) -> bool:
     xsrf = next((c.value for c in jar if c.name == "_xsrf"), "")
     data = urllib.parse.urlencode({"username": user, "password": password, "_xsrf": xsrf}).encode()
     try:
-        with opener.open(f"{base_url}/hub/login?_xsrf={urllib.parse.quote(xsrf)}", data=data, timeout=60) as resp:
+        with opener.open(f"{base_url}/hub/login?_xsrf={urllib.parse.quote(xsrf)}", data=data, timeout=60):
             return False                     # 200: the form again, with its error
     except urllib.error.HTTPError as err:
         if err.code in (302, 303):

@@ -8,8 +8,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from grader import sandbox
 from grader.course import ROOT
 

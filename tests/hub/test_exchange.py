@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.exchange import SUBMIT_SECONDS, entry_problem
+from hub.exchange import entry_problem
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: files owned by other accounts (chown)")
 
