@@ -216,7 +216,7 @@ class Examination:
                                            on_input=self.relay)
         bind = self.bound
         if bind.status != "ok":
-            outputs.append(_error(bind.ename or "GraderError", f"the grader could not reach the student's "
+            outputs.append(error_output(bind.ename or "GraderError", f"the grader could not reach the student's "
                                   f"names, so this cell was not run: {bind.evalue}"))
         else:
             for code, hidden in (steps(cell.source) if integrity.is_test(cell) else [(cell.source, False)]):
@@ -225,7 +225,7 @@ class Examination:
                 if integrity.is_test(cell):
                     cell.execution_count = reply.execution_count
                 if reply.status != "ok" and not any(o.output_type == "error" for o in outputs):
-                    outputs.append(_error(reply.ename or "Error", reply.evalue))
+                    outputs.append(error_output(reply.ename or "Error", reply.evalue))
                 if reply.status != "ok":
                     if hidden:
                         self.hidden_failed.add(cell.metadata["nbgrader"]["grade_id"])
@@ -347,6 +347,7 @@ def _copy_new(fd: int, size: int, target: Path) -> bool:
     return True
 
 
-def _error(ename: str, evalue: str):
+def error_output(ename: str, evalue: str):
+    """An error output as a failed cell shows it (also the autograder's "not graded" note)."""
     import nbformat
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])

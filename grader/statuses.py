@@ -7,8 +7,10 @@ gradebook's review marks) reads it from here: a new status is one row.
 ['timeout', 'crashed', 'memory', 'tampered']
 >>> of_death("disk"), of_death("grader"), of_death("something new")
 ('memory', 'error', 'crashed')
->>> death_message("timeout", timeout=60, memory="2 GB")
+>>> death_message("timeout", timeout=60, memory=2 * 2**30)
 'the notebook ran out of time (60 s for the whole notebook)'
+>>> death_message("memory", timeout=60, memory=512 * 2**20)
+'the notebook used more memory than allowed (512 MB)'
 """
 from __future__ import annotations
 
@@ -64,9 +66,11 @@ def of_death(reason: str) -> str:
     return DEATHS.get(reason, ("crashed", reason))[0]
 
 
-def death_message(reason: str, *, timeout: float, memory: str) -> str:
-    """What the result file says about a death for `reason` (the limits filled in)."""
-    return DEATHS.get(reason, ("crashed", reason))[1].format(timeout=timeout, memory=memory)
+def death_message(reason: str, *, timeout: float, memory: int) -> str:
+    """What the result file says about a death for `reason`, the limits filled in (`timeout` in
+    seconds, `memory` in bytes)."""
+    size = f"{memory / 2**30:g} GB" if memory >= 2**30 else f"{memory / 2**20:g} MB"
+    return DEATHS.get(reason, ("crashed", reason))[1].format(timeout=timeout, memory=size)
 
 
 def student_text(name: str) -> str:

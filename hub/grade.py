@@ -82,18 +82,17 @@ def place_feedback(pages: Path, course: Path, assignment: str) -> list[Path]:
 
 def adopt(submitted: Path, course: Path, assignment: str, shared: Path, db_url: str) -> list[str]:
     """Take the submit-time grader's results (`shared`/out) for the submissions in `submitted`
-    that it graded exactly as they are (same key), recording each here as the grader's `record`
-    does: graded notebook, then gradebook rows, then the result file. Returns the students whose
+    that it graded exactly as they are (same key), recording each here as the grader records its
+    own (`grader.autograde.record_taken`: graded notebook, then gradebook rows, then the result
+    file). Returns the students whose
     result was taken; anything that does not fit is left to the grading run."""
     import json
-    import warnings
 
     import nbformat
     from nbgrader.api import Gradebook
 
     from grader import statuses
-    from grader.autograde import (FLAGGED, Options, _job, _save_to_gradebook, job_key, late_penalties,
-                                  result_path, write_atomic)
+    from grader.autograde import Options, _job, job_key, record_taken, result_path
     taken: list[str] = []
     if not (shared / "out" / "results").is_dir() or not submitted.is_dir():
         return taken
@@ -116,18 +115,10 @@ def adopt(submitted: Path, course: Path, assignment: str, shared: Path, db_url: 
                 job.nb = nbformat.read(notebook, as_version=4)
             except (OSError, ValueError):
                 continue
-            dest = course / "autograded" / job.student / assignment / f"{assignment}.ipynb"
             try:
-                write_atomic(dest, nbformat.writes(job.nb))
-                reason = "; ".join(result.get("messages", [])) or "see the grader's result file"
-                flag = (status.name, reason[:1000]) if status.name in FLAGGED else None
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    _save_to_gradebook(job, gb, late_penalties(CONFIG), flag)
-                write_atomic(result_path(course, job), json.dumps(result, indent=1))
+                record_taken(job, result, gb, opts)
                 taken.append(job.student)
             except Exception as err:  # noqa: BLE001 - not reused: step 2 grades it
-                dest.unlink(missing_ok=True)
                 print(f"warning: {job.student}: the result graded at submit time was not reused "
                       f"({type(err).__name__}: {err}); grading it", file=sys.stderr)
     return taken

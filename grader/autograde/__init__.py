@@ -90,7 +90,7 @@ from .gradebook import _SaveAutoGrades, _save_to_gradebook, late_penalties  # no
 from .options import GraderError, Job, _config, parse_size, usable_cpus  # noqa: F401
 from .prepare import _sanitized, ensure_assignment, ensure_gradebook, release_notebook  # noqa: F401
 from .kernels import KernelPool, LAZY_IMPORTS  # noqa: F401
-from .results import FLAGGED, STATUSES, _cell_results, hidden_message  # noqa: F401
+from .results import _cell_results, hidden_message, record_taken  # noqa: F401
 from .run import execute  # noqa: F401
 from .store import (CODE_FOLDERS, LAST_RUN, NOT_GRADING, PACKAGES, _UMASK, code_fingerprint,  # noqa: F401
                     result_path, write_atomic)

@@ -7,6 +7,7 @@ import json
 import re
 import time
 import warnings
+from pathlib import Path
 
 import nbformat
 from nbgrader import utils as nbutils
@@ -16,14 +17,6 @@ from .. import statuses
 from .gradebook import _save_to_gradebook, late_penalties
 from .options import Job, Options
 from .store import result_path, write_atomic
-
-
-STATUSES = statuses.NAMES           # (the table: grader/statuses.py)
-FLAGGED = statuses.REVIEW           # their failed cells need a manual grade in the gradebook (`_flag`)
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:g} GB" if n >= 2**30 else f"{n / 2**20:g} MB"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,21 +78,12 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
         status = "graded"
     t = time.monotonic()
     if job.nb is not None and status != "error":
-        dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
-        written = False
         try:
-            write_atomic(dest, nbformat.writes(job.nb))     # first: a write that fails leaves no row
-            written = True
-            flag = (status, _reason(job, died, opts)) if status in FLAGGED else None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
-                _save_to_gradebook(job, gb, late_penalties(opts.config_dir), flag)
+            _write_graded(job, status, _messages(job, died, opts), gb, opts)
             job.timings["record"] = time.monotonic() - t
         except Exception as err:  # noqa: BLE001 - the grader's failure, reported as such
             status, died, cells = "error", "grader", []
             job.message = f"could not record the grade: {type(err).__name__}: {err}"
-            if written:
-                dest.unlink(missing_ok=True)
     elif status == "missing" and job.path.parent.is_dir() and not job.path.parent.is_symlink():
         try:                                        # the folder, without the notebook: a zero
             with warnings.catch_warnings():
@@ -119,17 +103,47 @@ def record(job: Job, died: str | None, timings: dict, gb: Gradebook, opts: Optio
     return result
 
 
+def record_taken(job: Job, result: dict, gb: Gradebook, opts: Options) -> None:
+    """Record here a result graded elsewhere for this very submission (same key: the submit-time
+    grader's, hub/submit_grader.py), as `record` records its own: the graded notebook `job.nb`,
+    the gradebook rows (late penalty, review marks for a flagged status), then the result file.
+    Raises if any step fails, leaving no graded notebook behind."""
+    dest = _write_graded(job, result["status"], result.get("messages", []), gb, opts)
+    try:
+        write_atomic(result_path(opts.out, job), json.dumps(result, indent=1))
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+
+
+def _write_graded(job: Job, status: str, messages: list[str], gb: Gradebook, opts: Options) -> Path:
+    """The graded notebook first (a write that fails leaves no row), then the gradebook's rows in
+    one commit (a flagged status's reason from `messages`); on a failure of the second, the
+    notebook is removed again. Returns the notebook's path."""
+    dest = opts.out / "autograded" / job.student / job.assignment / f"{job.assignment}.ipynb"
+    write_atomic(dest, nbformat.writes(job.nb))
+    try:
+        flag = (status, _reason(messages)) if status in statuses.REVIEW else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # SQLAlchemy chatter that nbgrader also emits
+            _save_to_gradebook(job, gb, late_penalties(opts.config_dir), flag)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return dest
+
+
 def _messages(job: Job, died: str | None, opts: Options) -> list[str]:
     """What the result file says happened: how the kernel died, the job's message, the findings."""
     messages = list(job.findings)
     if job.message:
         messages.insert(0, job.message)
     if died:
-        messages.insert(0, statuses.death_message(died, timeout=opts.timeout, memory=_size(opts.memory)))
+        messages.insert(0, statuses.death_message(died, timeout=opts.timeout, memory=opts.memory))
     return messages
 
 
-def _reason(job: Job, died: str | None, opts: Options) -> str:
-    """The flagged submission's reason, for its gradebook comments (at most 1,000 characters)."""
-    text = "; ".join(_messages(job, died, opts)) or "see the grader's result file"
+def _reason(messages: list[str]) -> str:
+    """A flagged submission's reason, for its gradebook comments (at most 1,000 characters)."""
+    text = "; ".join(messages) or "see the grader's result file"
     return text if len(text) <= 1000 else text[:999] + "…"

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-import nbformat
-
 from .. import integrity, monkeypatch, statuses
-from ..grading import Examination, is_instructor
+from ..grading import Examination, error_output, is_instructor
 from ..shell_client import KernelDied, Shell
 from .options import GraderError, Job, Options
-from .results import _size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -31,17 +28,13 @@ def execute(job: Job, student: Shell, examiner: Shell, imports: dict, opts: Opti
         died = err.reason
         if err.detail:
             job.message = (job.message + "; " if job.message else "") + err.detail[:500]
-        message = statuses.death_message(died, timeout=opts.timeout, memory=_size(opts.memory))
+        message = statuses.death_message(died, timeout=opts.timeout, memory=opts.memory)
         for cell in exam.cells[exam.position:]:
             if integrity.is_test(cell) and not any(o.output_type == "error" for o in cell.get("outputs", [])):
-                cell.outputs = list(cell.get("outputs", [])) + [_error("GraderStopped", f"not graded: {message}")]
+                cell.outputs = list(cell.get("outputs", [])) + [error_output("GraderStopped", f"not graded: {message}")]
     finally:
         exam.stop()
     return died, exam.timings
-
-
-def _error(ename: str, evalue: str):
-    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
 
 
 # ---------------------------------------------------------------------------------------------

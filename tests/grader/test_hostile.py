@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import autograde, samples
+from grader import autograde, samples, statuses
 from grader.course import ROOT, SOLUTIONS
 
 A = "01_cross_correlation"
@@ -558,7 +558,7 @@ def test_every_submission_gets_one_row(graded):
     with open(tmp / "out" / "grades.csv") as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["student_id"] for r in rows) == sorted([*cases, "nothing_handed_in"])
-    assert {r["status"] for r in rows} <= set(autograde.STATUSES)
+    assert {r["status"] for r in rows} <= set(statuses.NAMES)
     assert by_name["nothing_handed_in"]["status"] == "missing"
 
 
