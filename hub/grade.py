@@ -2,6 +2,8 @@
 
     /opt/convlab/python/bin/python /opt/convlab/staff/hub/grade.py 01_cross_correlation
     ... grade.py 01_cross_correlation --no-collect --no-release   # just (re)grade
+    ... grade.py 01_cross_correlation --collect-only / --release-only   # Kubernetes: the Job
+                                                    # grades between the two (hub/k8s/grading.py)
 
 Run it as the instructor (in a JupyterLab terminal on the hub), with the course's Python, from the
 staff copy the hub runs (hub/runtime.py). The course folder is ~/convlab (--course to change), the
@@ -135,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                              "and their results are reused (they are keyed by content)")
     parser.add_argument("--no-collect", action="store_true", help="grade what submitted/ already holds")
     parser.add_argument("--no-release", action="store_true", help="write feedback but do not release it")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--collect-only", action="store_true",
+                      help="collect, and stop (grading elsewhere: a Kubernetes Job, hub/k8s/grading.py)")
+    only.add_argument("--release-only", action="store_true",
+                      help="release the feedback written by an earlier run (e.g. the Kubernetes Job's)")
     parser.add_argument("--submit-results", type=Path, default=os.environ.get("CONVLAB_FEEDBACK_DIR") or None,
                         help="the submit-time grader's folder, whose results are reused (default: $CONVLAB_FEEDBACK_DIR)")
     parser.add_argument("--no-reuse", action="store_true", help="grade everything again (reuse nothing graded at submit time)")
@@ -149,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.assignment} is not an assignment (solutions/ has "
                      f"{', '.join(sorted(p.name for p in (ROOT / 'solutions').iterdir() if p.is_dir()))})")
     py = sys.executable
+    if args.release_only:
+        if not any((course / "feedback").glob(f"*/{args.assignment}/{args.assignment}.html")):
+            raise SystemExit(f"error: no feedback for {args.assignment} under {course / 'feedback'}: "
+                             "grade first (hub/grade.py, or the Kubernetes Job)")
+        run([py, "-m", "nbgrader", "release_feedback", args.assignment, *where], cwd=course)
+        return 0
 
     if not args.no_collect:   # --update: a submission newer than the one collected replaces it
         for who in args.student or [None]:
@@ -156,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                  *([f"--student={who}"] if who else [])], cwd=course)
     if not (course / "submitted").is_dir():
         raise SystemExit(f"error: {course}/submitted does not exist: nothing was collected yet")
+    if args.collect_only:
+        return 0
     if args.submit_results and not args.no_reuse and not extra:
         try:
             taken = adopt(course / "submitted", course, args.assignment, Path(args.submit_results),

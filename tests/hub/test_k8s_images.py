@@ -57,7 +57,7 @@ def _hook():
 
 def _spawn(groups: list[str]):
     hook, default = _hook()
-    spawner = SimpleNamespace(image=default, environment={},
+    spawner = SimpleNamespace(image=default, environment={}, volumes=[], volume_mounts=[],
                               user=SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups]))
     hook(spawner)
     return spawner
@@ -70,6 +70,18 @@ def test_only_instructors_get_the_image_with_the_source():
     assert instructor.environment["JUPYTER_CONFIG_PATH"].startswith("/srv/convlab/source/")
     nobody = _spawn([])                                     # neither group: the student image
     assert nobody.image == student.image
+
+
+def test_only_the_staff_mount_the_shared_course():
+    """Instructors and TAs mount the course volume the grading Job mounts (one gradebook); students do not."""
+    from hub.k8s import grading
+    student, instructor = _spawn(["nbgrader-convlab"]), _spawn(["formgrade-convlab"])
+    assert not student.volumes and not student.volume_mounts and "CONVLAB_COURSE_DIR" not in student.environment
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in instructor.volumes]
+    assert claims == [grading.COURSE_CLAIM]
+    (mount,) = instructor.volume_mounts
+    assert mount["mountPath"] == instructor.environment["CONVLAB_COURSE_DIR"]
+    assert mount["name"] == instructor.volumes[0]["name"]
 
 
 def _values() -> dict:
