@@ -94,14 +94,14 @@ def adopt(submitted: Path, course: Path, assignment: str, shared: Path, db_url: 
     from nbgrader.api import Gradebook
 
     from grader import statuses
-    from grader.autograde import Options, _job, job_key, record_taken, result_path
+    from grader.autograde import Options, job_key, job_of, record_taken, result_path
     taken: list[str] = []
     if not (shared / "out" / "results").is_dir() or not submitted.is_dir():
         return taken
     opts = Options(out=course, config_dir=CONFIG, db_url=db_url)     # as step 2 runs (no options after --)
     with Gradebook(db_url) as gb:
         for student_dir in sorted(p for p in submitted.iterdir() if p.is_dir() and not p.is_symlink()):
-            job = _job(student_dir.name, student_dir, assignment)
+            job = job_of(student_dir.name, student_dir, assignment)
             if job.status:
                 continue
             try:

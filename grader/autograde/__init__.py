@@ -77,7 +77,7 @@ from tqdm import tqdm
 
 from ..course import use_this_environment
 from ..sandbox import SandboxUnavailable, check_sandbox
-from .discovery import discover, roster
+from .discovery import discover, job_of, roster
 from .kernels import _start_pools, zygote_warm
 from .options import AutogradeError, Options, course_config
 from .prepare import _prepare
@@ -85,7 +85,6 @@ from .results import record
 from .run import SWITCH_INTERVAL, _run
 from .store import _cached, job_key, write_last_run, write_tables
 # the rest of the package's API, as `grader.autograde.<name>`
-from .discovery import _job  # noqa: F401
 from .gradebook import _SaveAutoGrades, _save_to_gradebook, late_penalties  # noqa: F401
 from .options import GraderError, Job, _config, parse_size, usable_cpus  # noqa: F401
 from .prepare import _sanitized, ensure_assignment, ensure_gradebook, release_notebook  # noqa: F401

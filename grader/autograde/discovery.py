@@ -60,7 +60,7 @@ def discover(submissions: Path, assignments: list[str]) -> tuple[list[Job], list
         for extra in _entries(student_dir):
             if extra.name not in assignments and (extra.is_dir(follow_symlinks=False) or extra.is_symlink()):
                 warnings.append(f"{student}/{extra.name}: not an assignment of this course, ignored")
-        jobs += [_job(student, student_dir, a) for a in assignments]
+        jobs += [job_of(student, student_dir, a) for a in assignments]
     return jobs, warnings
 
 
@@ -73,9 +73,10 @@ def _text(name: str) -> bool:
         return False
 
 
-def _job(student: str, student_dir: Path, a: str) -> Job:
+def job_of(student: str, student_dir: Path, a: str) -> Job:
     """The job of one student folder (a real folder) × assignment: `invalid` when the assignment
-    folder is, or holds, anything but plain files and folders; `missing` without the notebook."""
+    folder is, or holds, anything but plain files and folders; `missing` without the notebook
+    (hub/grade.py builds the jobs of the submissions it takes from the submit-time grader with it)."""
     folder = student_dir / a
     job = Job(student, a, folder / f"{a}.ipynb")
     mode = os.lstat(folder).st_mode if os.path.lexists(folder) else stat.S_IFREG    # (a file: missing)
