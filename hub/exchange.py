@@ -7,7 +7,10 @@ folder with `shutil.copytree`, which follows symbolic links as the instructor. `
 (set as `ExchangeFactory.collect` in the instructor's nbgrader config) refuses an inbound entry,
 and says so in the log at ERROR level, when
 
-* it is not a plain folder owned by the student its name names;
+* it is not a plain folder owned by the student its name names, or that account is not one of
+  the course's students (the Unix group convlab-students, which the hub keeps exactly the
+  roster's students: an account of another course, or a student removed from this one, may write
+  into inbound/ like anyone but hands in nothing);
 * anything in it is not a plain file or folder owned by that student (a link, a FIFO, a device);
 * its timestamp is not when it was handed in: later than the folder's change time, or earlier
   than the last change of anything in it by more than SUBMIT_SECONDS (nobody can set a change
@@ -20,6 +23,7 @@ instructor sees it; a test plants each forgery (tests/e2e/test_boundaries.py).
 """
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import stat
@@ -27,6 +31,8 @@ from datetime import timezone
 
 from nbgrader.exchange.default.collect import ExchangeCollect
 from nbgrader.utils import parse_utc
+
+from hub.runtime import STUDENTS_GROUP
 
 SUBMIT_SECONDS = 120     # how long after its timestamp nbgrader's submit may still be writing it
 CLOCK_SLACK = 5          # a timestamp may be this much after the folder's change time
@@ -57,13 +63,30 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
-def entry_problem(path: str, student: str, timestamp) -> str | None:
-    """Why the inbound folder `path` is not `student`'s submission from `timestamp`, or None."""
+def course_students() -> frozenset[str] | None:
+    """The course's students: the members of the Unix group convlab-students, which the hub (at
+    every start) and convlab-roster keep exactly the roster's students; None where there is no such
+    group (not the class hub, e.g. `make instructor-lab`: no roster to check against)."""
+    try:
+        return frozenset(grp.getgrnam(STUDENTS_GROUP).gr_mem)
+    except KeyError:
+        return None
+
+
+_READ = object()
+
+
+def entry_problem(path: str, student: str, timestamp, students=_READ) -> str | None:
+    """Why the inbound folder `path` is not `student`'s submission from `timestamp`, or None.
+    `students`: the course's students (default: `course_students()`; None: no roster check)."""
     top = os.lstat(path)
     if not stat.S_ISDIR(top.st_mode):
         return "not a folder"
     if _owner(top.st_uid) != student:
         return f"it names {student} but belongs to {_owner(top.st_uid)}"
+    students = course_students() if students is _READ else students
+    if students is not None and student not in students:
+        return f"{student} is not a student of the course (not in the Unix group {STUDENTS_GROUP})"
     stamp = parse_utc(timestamp).replace(tzinfo=timezone.utc).timestamp()   # naive UTC -> epoch
     last = top.st_ctime
     for folder, dirs, files in os.walk(path):

@@ -305,6 +305,7 @@ def _grading_account() -> None:
 
 if os.geteuid() == 0:
     runtime.set_staff(INSTRUCTORS)
+    runtime.set_students(STUDENTS)       # whose hand-ins are collected (hub/exchange.py)
     _course_folders()
     if FEEDBACK:
         _grading_account()

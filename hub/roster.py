@@ -15,7 +15,9 @@ once as `id,password` for accounts it creates; an existing account is used as it
 tool locked on removal is unlocked), the gradebook's student with their names and email (so
 formgrader shows them; instructors are not gradebook students), the hub user and its group
 (`nbgrader-convlab` or `formgrade-convlab`, through the hub's REST API with the roster service's
-token: no restart), the Unix group `convlab-staff` (exactly the instructors), and the roster file
+token: no restart), the Unix groups `convlab-staff` (exactly the instructors: who may read the
+staff copy) and `convlab-students` (exactly the students: whose hand-ins are collected and
+graded, hub/exchange.py), and the roster file
 the hub checks at every login and spawn (ROSTER_FILE). The whole file is read and checked first:
 any bad row stops the import with every problem named by its line, and nothing is changed. The
 hub must answer (with a valid token) before anything is changed. Each step is idempotent: if the
@@ -25,7 +27,8 @@ same import again completes it.
 What `remove` does: the roster file first (the person can no longer log in or start a server),
 then the hub user is deleted (their server stopped, their tokens and sessions revoked, their
 group memberships gone), every remaining process of theirs killed, the OS account's password
-locked and, for a TA, the Unix group convlab-staff left. Their home, their submissions in the
+locked and the Unix group convlab-staff (a TA) or convlab-students left: what a removed student
+hands in afterwards is neither collected nor graded. Their home, their submissions in the
 exchange and their grades in the gradebook are kept; importing them again gives the account back.
 
 Only root may run it: it creates OS accounts, and the service's token (SERVICE_FILE, written by the
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import grp
 import io
 import json
 import os
@@ -51,10 +53,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent      # (run by path as convlab-roster: hub.runtime from here)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
 COURSE_ID = "convlab"
 INSTRUCTOR_GROUP = f"formgrade-{COURSE_ID}"
 STUDENT_GROUP = f"nbgrader-{COURSE_ID}"
-STAFF_GROUP = "convlab-staff"
 SERVICE = "convlab-roster"
 ROLES = {"student": "student", "instructor": "instructor", "ta": "instructor"}
 COLUMNS = ("id", "first_name", "last_name", "email")
@@ -292,12 +297,15 @@ def _account(person: Person, removed: set[str]) -> str | None:
     return None
 
 
-def set_staff(instructors: list[str]) -> None:
+def set_groups(data: dict) -> None:
+    """The Unix groups the roster decides: convlab-staff (who may read the staff copy) and
+    convlab-students (whose hand-ins are collected), each exactly the roster's people of that role."""
+    from hub import runtime
     try:
-        grp.getgrnam(STAFF_GROUP)
-    except KeyError:
-        _run(["groupadd", "--system", STAFF_GROUP])
-    _run(["gpasswd", "--members", ",".join(instructors), STAFF_GROUP])
+        runtime.set_staff(members(data, "instructor"))
+        runtime.set_students(members(data, "student"))
+    except subprocess.CalledProcessError as err:
+        raise RosterError(f"`{' '.join(err.cmd[:2])} ...` failed: {(err.stderr or b'').decode().strip()}") from err
 
 
 def _gradebook(course_dir: Path, students: list[Person]) -> None:
@@ -339,7 +347,7 @@ def import_people(people: list[Person], state: Path | None = None, out=sys.stdou
                         else (STUDENT_GROUP, INSTRUCTOR_GROUP))
         hub.call("POST", f"/groups/{group}/users", {"users": [p.id]})
         hub.call("DELETE", f"/groups/{other}/users", {"users": [p.id]}, ok=(200, 204, 404))
-    set_staff(members(data, "instructor"))                  # 5. who may read the staff copy
+    set_groups(data)                                        # 5. who may read the staff copy; whose hand-ins count
     for p in people:
         print(f"{p.role:10} {p.id}" + (" (new account)" if p.id in made else ""), file=out)
     return made
@@ -394,7 +402,7 @@ def remove_people(names: list[str], state: Path | None = None, out=sys.stdout) -
         except KeyError:
             pass                                             # (the account is gone already)
         print(f"removed    {n} (home, submissions and grades kept)", file=out)
-    set_staff(members(data, "instructor"))
+    set_groups(data)
 
 
 def main(argv: list[str] | None = None) -> int:

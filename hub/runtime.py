@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 RUNTIME = Path(os.environ.get("CONVLAB_RUNTIME", "/opt/convlab"))
 STAFF_GROUP = "convlab-staff"
+STUDENTS_GROUP = "convlab-students"     # the roster's students (set_students): whose hand-ins count
 PROBE_USER = "nobody"
 SITE = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 # what of the clone the staff copy leaves out besides what git ignores (.venv, results, ...)
@@ -194,11 +195,11 @@ def _refresh_course(runtime: Path) -> None:
             path.chmod(0o750 if path.is_dir() or path.stat().st_mode & 0o100 else 0o640)
 
 
-def _ensure_group() -> None:
+def _ensure_group(name: str = STAFF_GROUP) -> None:
     try:
-        grp.getgrnam(STAFF_GROUP)
+        grp.getgrnam(name)
     except KeyError:
-        subprocess.run(["groupadd", "--system", STAFF_GROUP], check=True, capture_output=True)
+        subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
 
 
 def set_staff(members: list[str]) -> None:
@@ -206,6 +207,14 @@ def set_staff(members: list[str]) -> None:
     the staff copy (solutions, hidden tests). Someone removed from the roster loses it at once."""
     _ensure_group()
     subprocess.run(["gpasswd", "--members", ",".join(members), STAFF_GROUP], check=True, capture_output=True)
+
+
+def set_students(members: list[str]) -> None:
+    """The Unix group convlab-students holds exactly `members` (the hub's students): whose
+    submissions are collected and graded (hub/exchange.py). It gives no right to any file; someone
+    removed from the roster leaves it at once, and what they hand in afterwards is refused."""
+    _ensure_group(STUDENTS_GROUP)
+    subprocess.run(["gpasswd", "--members", ",".join(members), STUDENTS_GROUP], check=True, capture_output=True)
 
 
 def install(runtime: Path = RUNTIME) -> None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 import pytest
 
 from hub import local, runtime
+from hub.exchange import entry_problem
 
 from .conftest import run_in_terminal
 
@@ -43,6 +46,19 @@ def processes(user: str) -> list[int]:
     uid = pwd.getpwnam(user).pw_uid
     return [p.pid for p in psutil.process_iter(["uids", "status"])
             if p.info["uids"] and p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE]
+
+
+def plant_entry(room, student: str) -> tuple[Path, str]:
+    """An inbound entry as nbgrader's submit makes it, the student's own, named for an assignment
+    nobody collects here."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    entry = room.hub.exchange / "convlab" / "inbound" / f"{student}+zz_not_collected+{stamp}+r4nd"
+    entry.mkdir()
+    (entry / "timestamp.txt").write_text(stamp)
+    pw = pwd.getpwnam(student)
+    for path in (entry, entry / "timestamp.txt"):
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    return entry, stamp
 
 
 def group_members(room, group: str) -> set[str]:
@@ -80,6 +96,7 @@ def test_a_csv_import_adds_a_student_and_a_ta_while_servers_keep_running(classro
     assert new in group_members(room, "nbgrader-convlab") and new not in group_members(room, "formgrade-convlab")
     assert ta in group_members(room, "formgrade-convlab") and ta not in group_members(room, "nbgrader-convlab")
     assert ta in grp.getgrnam("convlab-staff").gr_mem and new not in grp.getgrnam("convlab-staff").gr_mem
+    assert new in grp.getgrnam(runtime.STUDENTS_GROUP).gr_mem and ta not in grp.getgrnam(runtime.STUDENTS_GROUP).gr_mem
     assert local.log_in(room.hub.url, new, room.passwords[new])
     assert not local.log_in(room.hub.url, new, "not-the-password")
     room.servers[new] = room.hub.start_server(new)                     # spawns with the student's tools
@@ -165,6 +182,15 @@ def test_removal_takes_effect_at_once_and_keeps_their_files(classroom, imported,
         assert user not in group_members(room, "nbgrader-convlab") | group_members(room, "formgrade-convlab")
         assert local.user_exists(user)
     assert ta not in grp.getgrnam("convlab-staff").gr_mem
+    assert new not in grp.getgrnam(runtime.STUDENTS_GROUP).gr_mem
+    # what the removed student hands in now (an honest entry of their own) is neither collected nor graded
+    (entry, stamp), (kept, kept_stamp) = plant_entry(room, new), plant_entry(room, imported["solved"])
+    try:
+        assert f"{new} is not a student of the course" in (entry_problem(str(entry), new, stamp) or "")
+        assert entry_problem(str(kept), imported["solved"], kept_stamp) is None   # one still on the roster
+    finally:
+        shutil.rmtree(entry, ignore_errors=True)
+        shutil.rmtree(kept, ignore_errors=True)
     home = Path(pwd.getpwnam(new).pw_dir)
     assert (home / "my-notes.txt").read_text() == "mine"                # nothing they made is lost
     students = {s["id"] for s in room.call(room.instructor, "GET", "/formgrader/api/students")}
