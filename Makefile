@@ -108,9 +108,24 @@ hub: $(STAMP) grader-deps hub-deps
 autograde: $(STAMP) grader-deps
 	$(BIN)/python -m grader autograde $(SUBMISSIONS)
 
+## The Kubernetes exchange, for tests/hub/test_ngshare_exchange.py, beside the lock (pip --target
+## --no-deps): in .venv/k8s-exchange/client, ngshare_exchange 0.5.3 (the users' images' nbgrader plugin;
+## its metadata pins jupyter_core<4.11.2, but it runs on the lock's); in .venv/k8s-exchange/server,
+## ngshare 0.6.0 on SQLAlchemy 1.4 and an alembic for it, as in the ngshare chart's own image (on
+## SQLAlchemy 2, ngshare 0.6.0 answers success but stores no release or submission). The rest is the lock's.
+K8S_EXCHANGE := $(VENV)/k8s-exchange
+.PHONY: k8s-exchange-deps
+k8s-exchange-deps: $(K8S_EXCHANGE)/.installed
+$(K8S_EXCHANGE)/.installed: $(STAMP)
+	@rm -rf $(K8S_EXCHANGE)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(K8S_EXCHANGE)/client ngshare-exchange==0.5.3
+	$(BIN)/python -m pip install --quiet --no-deps --target $(K8S_EXCHANGE)/server \
+		ngshare==0.6.0 SQLAlchemy==1.4.54 alembic==1.13.3
+	@touch $@
+
 ## Run every test: unit tests, doctests of convlab, release-in-sync, nbval on solutions, student
 ## versions, grading pipeline, sandbox and hostile catalog (as root, also as an unprivileged user).
-test: $(STAMP) grader-deps hub-deps
+test: $(STAMP) grader-deps hub-deps k8s-exchange-deps
 	$(TEST_ENV) $(BIN)/python -m pytest tests convlab solutions --doctest-modules --nbval --nbval-current-env \
 		--nbval-sanitize-with grader/nbval_sanitize.cfg -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
 

@@ -20,6 +20,7 @@ SLOW = [
     "tests/e2e",                          # JupyterHub and browser, end to end
     "tests/hub/test_proxy.py",            # configurable-http-proxy with TLS
     "tests/hub/test_backup.py",           # nbgrader gradebooks (alembic)
+    "tests/hub/test_ngshare_exchange.py", # JupyterHub and ngshare, nbgrader's exchange commands
     "solutions",                          # nbval: every solution notebook runs
     "notebooks",
 ]
