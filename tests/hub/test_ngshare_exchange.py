@@ -377,7 +377,7 @@ def test_both_configs_reach_the_ngshare_service_of_values_yaml():
 @pytest.mark.xfail(strict=True, reason="ngshare 0.6.0 adds a new release or submission to its database "
                    "only through SQLAlchemy 1.x's backref cascade, which SQLAlchemy 2 removed: it answers "
                    "success and stores nothing (hence SQLAlchemy 1.4 for the server)")
-def test_ngshare_keeps_a_release_on_the_locks_sqlalchemy(site, course):
+def test_ngshare_keeps_a_release_on_the_locks_sqlalchemy(site):
     """ngshare on the lock's SQLAlchemy (2.x) keeps what an instructor releases."""
     alone = site.tmp / "ngshare-alone"                       # ngshare without the server's SQLAlchemy 1.4
     alone.mkdir()
