@@ -45,8 +45,10 @@ INSTRUCTOR, STUDENTS, OUTSIDER, ADMIN = "teacher", ("alice", "bob"), "mallory", 
 # The pods' JUPYTER_CONFIG_PATH (values.yaml's spawn hook; the student image's copies of these folders).
 CONFIG_PATH = {"instructor": [K8S / "jupyter" / "instructor", ROOT / "hub" / "jupyter" / "instructor"],
                "student": [K8S / "jupyter" / "student", ROOT / "hub" / "jupyter" / "student"]}
-LOCAL_URL = """from ngshare_exchange import configureExchange
-configureExchange(get_config(), {url!r})   # noqa: F821 - this machine's ngshare instead of proxy-public
+# Loaded last (first on the path): this machine's ngshare instead of proxy-public, set as configureExchange
+# sets it; nothing else of the shipped configs is changed.
+LOCAL_URL = """from ngshare_exchange import Exchange
+Exchange._ngshare_url = {url!r}
 """
 
 HUB_CONFIG = """from jupyterhub.proxy import Proxy
@@ -171,7 +173,8 @@ class Site:
 def _shipped_url(role: str) -> str:
     """The ngshare URL hub/k8s/jupyter/ROLE/nbgrader_config.py gives configureExchange."""
     urls = []
-    fake = SimpleNamespace(configureExchange=lambda c, url=None: urls.append(url))
+    fake = SimpleNamespace(configureExchange=lambda c, url=None: urls.append(url),
+                           ExchangeSubmit=object, ExchangeReleaseAssignment=object)
     saved = sys.modules.get("ngshare_exchange")
     sys.modules["ngshare_exchange"] = fake
     try:
@@ -308,8 +311,8 @@ def _refused(response: requests.Response) -> bool:
     return response.status_code == 403 and response.json() == {"success": False, "message": "Permission denied"}
 
 
-# ngshare_exchange logs a refusal and still exits 0 from release_assignment, submit, fetch_feedback:
-# what counts is what ngshare answered (its log line) and what it then holds.
+# ngshare's refusal as ngshare_exchange logs it (which then exits 0 from list, fetch_assignment and
+# fetch_feedback; release_assignment and submit fail through the shipped configs' Checked* classes).
 DENIED = "returned failure: Permission denied"
 
 
@@ -321,7 +324,8 @@ def test_a_student_cannot_release_or_collect(site, course):
                   for argv in (("release_assignment", "ps9"), ("collect", ASSIGNMENT))])
     for run in runs:
         assert DENIED in run.stderr, run.stderr
-    assert all(run.returncode for run in runs if run.args[3] == "collect")
+    assert all("Not released" in run.stderr for run in runs if run.args[3] == "release_assignment")
+    assert all(run.returncode for run in runs)
     assert not (site.home("alice") / "convlab" / "submitted").exists()
     assert site.api(INSTRUCTOR, "GET", f"/assignments/{COURSE}").json()["assignments"] == [ASSIGNMENT]
     assert _refused(site.api("alice", "POST", f"/assignment/{COURSE}/ps9", data={"files": "[]"}))
@@ -356,6 +360,7 @@ def test_a_user_off_the_roster_cannot_fetch_or_submit(site, course):
     _notebook(site.home(OUTSIDER) / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", "answer = 'mallory'")
     submit = site.run(OUTSIDER, "student", "submit", ASSIGNMENT, check=False)
     assert f"/submission/{COURSE}/{ASSIGNMENT} {DENIED}" in submit.stderr, submit.stderr
+    assert submit.returncode and "Not submitted" in submit.stderr, submit.stderr
     assert _refused(site.api(OUTSIDER, "POST", f"/submission/{COURSE}/{ASSIGNMENT}", data={"files": "[]"}))
     submissions = site.api(INSTRUCTOR, "GET", f"/submissions/{COURSE}/{ASSIGNMENT}").json()["submissions"]
     assert sorted(s["student_id"] for s in submissions) == sorted(STUDENTS)
