@@ -81,10 +81,28 @@ class KernelPool:
         self.boot.shutdown(wait=True)
 
 
+# The kernels' Unix sockets lie three folders below the scratch folder's parent (forkserver.py,
+# sandbox.py: <parent>/convlab-grader-XXXXXXXX/zXXXXXXXX/x<n>.sock), and Linux takes at most 107
+# bytes for a socket's path: a temporary folder with a longer path than this (a deep $TMPDIR, e.g.
+# pytest's) would leave every kernel unstarted.
+_SOCKET_PATH_MAX, _BELOW_PARENT = 107, len("/convlab-grader-XXXXXXXX/zXXXXXXXX/x1000000.sock")
+
+
+def scratch_parent() -> str:
+    """Where the grader's scratch folder goes: the temporary folder ($TMPDIR), unless its path is
+    too long for the sockets inside, then /tmp.
+
+    >>> len(scratch_parent()) + _BELOW_PARENT <= _SOCKET_PATH_MAX
+    True
+    """
+    tmp = tempfile.gettempdir()
+    return tmp if len(os.fsencode(tmp)) + _BELOW_PARENT <= _SOCKET_PATH_MAX else "/tmp"
+
+
 def _start_pools(opts: Options, needed: int, warm: tuple[str, ...]) -> tuple[Path, list]:
     """A scratch folder and the two sources of kernels (both IPython shells, grader/inside/shell.py): one
     for student kernels, one for examiners."""
-    scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-"))
+    scratch = Path(tempfile.mkdtemp(prefix="convlab-grader-", dir=scratch_parent()))
     os.chmod(scratch, 0o711)
     if opts.sandbox and opts.fork_server:
         return scratch, [ForkServerPool(scratch, workers=opts.workers, limits=Limits(memory=opts.memory),

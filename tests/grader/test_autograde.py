@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -360,6 +361,22 @@ def test_the_grader_works_started_by_full_path_from_anywhere(tmp_path, course_co
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert db.is_file() and "1 invalid" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_temporary_folder_too_deep_for_unix_sockets_still_grades(tmp_path, course_config):
+    """A $TMPDIR whose path leaves no room for the kernels' Unix sockets (107 bytes; pytest's own
+    under xdist is close): the sandboxed kernels start, the scratch folder going to /tmp."""
+    deep = tmp_path / ("t" * 70)
+    deep.mkdir()
+    subs = _subs(tmp_path, ann=samples.solved(A))
+    env = dict(os.environ, TMPDIR=str(deep))
+    proc = subprocess.run([sys.executable, "-m", "grader", "autograde", str(subs), "--no-progress", "--workers", "1",
+                           "--config-dir", str(course_config), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "1 graded" in proc.stdout
+    assert autograde.kernels.scratch_parent() == tempfile.gettempdir()     # a short one is kept
 
 
 def test_fork_servers_import_torchdynamo_only_for_assignments_that_use_it():

@@ -136,7 +136,7 @@ def test_the_jobs_own_command_grades_the_course_volume(tmp_path):
         return word
 
     command = [sys.executable if w == "python" else here(w) for w in container["command"]]
-    env = {**{k: here(v) for k, v in env.items()}, "TMPDIR": str(tmp_path),
+    env = {**{k: here(v) for k, v in env.items()},
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}/usr/bin:/bin"}
     proc = subprocess.run(command, cwd=here(container["workingDir"]), env=env, capture_output=True, text=True,
                           timeout=300)
