@@ -67,6 +67,7 @@ Other settings (all optional; `make hub` and tests/e2e set them):
                                          the service's local port (a free one); the grader's nice (10)
 """
 import grp
+import json
 import os
 import pwd
 import stat
@@ -303,9 +304,29 @@ def _grading_account() -> None:
     FEEDBACK_DIR.chmod(0o2750)
 
 
+def _feedback_link(on: bool) -> None:
+    """A Help-menu item in everyone's JupyterLab, "Submission results (graded at submit time)",
+    opening /services/convlab-feedback/ in a new tab (students: their own results; instructors:
+    the queue): a settings override of the users' Python, which JupyterLab reads from
+    {sys.prefix}/share/jupyter/lab/settings/overrides.d/ (jupyterlab_server's _get_overrides;
+    root's, under RUNTIME). Removed when the service is off."""
+    link = BIN.parent / "share" / "jupyter" / "lab" / "settings" / "overrides.d" / "convlab-feedback.json"
+    if not on:
+        link.unlink(missing_ok=True)
+        return
+    base = c.JupyterHub.get("base_url", "/")
+    item = {"command": "help:open", "rank": 0,
+            "args": {"url": f"{base.rstrip('/')}/services/convlab-feedback/", "newBrowserTab": True,
+                     "text": "Submission results (graded at submit time)"}}
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.write_text(json.dumps({"@jupyterlab/mainmenu-extension:plugin": {
+        "menus": [{"id": "jp-mainmenu-help", "items": [item, {"type": "separator", "rank": 0}]}]}}, indent=1))
+
+
 if os.geteuid() == 0:
     runtime.set_staff(INSTRUCTORS)
     runtime.set_students(STUDENTS)       # whose hand-ins are collected (hub/exchange.py)
     _course_folders()
     if FEEDBACK:
         _grading_account()
+    _feedback_link(FEEDBACK)

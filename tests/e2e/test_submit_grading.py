@@ -127,6 +127,10 @@ def test_a_student_reads_their_visible_results_and_nothing_hidden_and_not_anothe
 
     oauth_page = _login_and_open(room, half)             # the way a student opens it: password, OAuth
     assert f"<b>{half}</b>" in oauth_page and solved not in oauth_page
+    # and from their JupyterLab: Help > "Submission results", opening that page in a new tab
+    menus = json.dumps(room.call(half, "GET", "/lab/api/settings/@jupyterlab/mainmenu-extension:plugin"))
+    assert '"command": "help:open"' in menus and f'"url": "{SERVICE}"' in menus, menus[:2000]
+    assert "Submission results (graded at submit time)" in menus
     queue = _get(room, tokens[room.instructor])
     assert "the queue" in queue and solved in queue and half in queue
     (artifacts / "submit-grading.json").write_text(json.dumps({"submit_to_feedback_s": latency}, indent=1))
