@@ -4,7 +4,7 @@
 
 PYTHON ?= python3
 TORCH  ?= default
-UV     ?= uv
+UV     ?= $(BIN)/uv
 VENV   := .venv
 BIN    := $(abspath $(VENV))/bin
 # nbgrader runs `alembic` from PATH, and Jupyter must find this environment's kernel first.
@@ -133,14 +133,14 @@ test: $(STAMP) grader-deps hub-deps k8s-exchange-deps
 test-fast: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests convlab --doctest-modules -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
-## Recompile requirements.txt from requirements.in (needs uv: `pip install uv`), then check that the
+## Recompile requirements.txt from requirements.in (with the venv's uv, which the lock holds), then check that the
 ## lock installs on Linux (x86_64, aarch64) and macOS 14+ (Apple silicon) for Python 3.11-3.13.
 # rfc3987-syntax (and its lark) are left out: jupyter-events asks for jsonschema[format-nongpl], whose
 # rfc3987-syntax builds ~20 parsers when imported (2.7 s in EVERY process that imports nbformat or
 # Jupyter Server: nbgrader, the grader, JupyterLab, the hub); jsonschema works without it (no "iri"
 # format checks, which nothing here uses). So the lock is installed with --no-deps: it is complete.
 LOCK_OMIT := rfc3987-syntax lark
-lock:
+lock: $(STAMP)
 	$(UV) pip compile --quiet --universal --python-version 3.11 --annotation-style line \
 		$(foreach p,$(LOCK_OMIT),--no-emit-package $(p)) \
 		--custom-compile-command "make lock" --output-file requirements.txt requirements.in
