@@ -77,7 +77,7 @@ from tqdm import tqdm
 
 from ..course import use_this_environment
 from ..sandbox import SandboxUnavailable, check_sandbox
-from .discovery import discover, job_of, roster
+from .discovery import discover, job_of, roster  # noqa: F401  (job_of: hub/grade.py)
 from .kernels import _start_pools, zygote_warm
 from .options import AutogradeError, Options, course_config
 from .prepare import _prepare

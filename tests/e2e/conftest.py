@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -195,6 +196,13 @@ def login(browser, room, user: str, shots: Shots):
 
 
 # --- the instructor's terminal --------------------------------------------------------------------
+
+def convlab_roster(room: Classroom, *args: str) -> subprocess.CompletedProcess:
+    """convlab-roster (hub/roster.py from the staff copy) as root on the hub's machine."""
+    return subprocess.run([str(local.hub_python()), str(local.STAFF / "hub" / "roster.py"), *args],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, CONVLAB_HUB_STATE=str(room.hub.state)))
+
 
 def run_in_terminal(room: Classroom, user: str, command: str, timeout: float = 600) -> str:
     """Run `command` in a JupyterLab terminal of `user`'s server (terminado's websocket); return

@@ -10,7 +10,6 @@ import grp
 import os
 import pwd
 import shutil
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,17 +19,11 @@ import pytest
 from hub import local, runtime
 from hub.exchange import entry_problem
 
-from .conftest import run_in_terminal
+from .conftest import convlab_roster, run_in_terminal
 
 pytestmark = pytest.mark.slow
 
-ROSTER = [str(local.hub_python()), str(local.STAFF / "hub" / "roster.py")]
-
-
-def roster(room, *args: str) -> subprocess.CompletedProcess:
-    """convlab-roster as root on the hub's machine."""
-    return subprocess.run([*ROSTER, *args], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, CONVLAB_HUB_STATE=str(room.hub.state)))
+roster = convlab_roster
 
 
 def server_pid(user: str) -> int:

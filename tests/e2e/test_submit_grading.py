@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import pytest
 
 from hub import local
-from .conftest import ASSIGNMENT, HALF_SOLVED, expected_cell_scores, hidden_test_lines
+from .conftest import ASSIGNMENT, HALF_SOLVED, convlab_roster, expected_cell_scores, hidden_test_lines
 
 pytestmark = pytest.mark.slow
 
@@ -137,9 +137,10 @@ def test_a_student_reads_their_visible_results_and_nothing_hidden_and_not_anothe
 
 
 def test_ten_submissions_at_once_are_all_graded_in_fair_order(classroom, graded_class, artifacts):
-    """Ten students (accounts made here, owning their entries as nbgrader's submit makes them) hand
-    in the solved notebook in the same second; all are graded, in turn, each once. Their entries
-    are removed afterwards (the instructor's later collects must not see them)."""
+    """Ten students (accounts made here and put on the roster with convlab-roster, owning their
+    entries as nbgrader's submit makes them) hand in the solved notebook in the same second; all are
+    graded, in turn, each once. Their entries are removed afterwards (the instructor's later collects
+    must not see them)."""
     room = classroom
     tag = room.instructor[:-1]
     students = [f"{tag}b{i}" for i in range(10)]
@@ -150,6 +151,10 @@ def test_ten_submissions_at_once_are_all_graded_in_fair_order(classroom, graded_
         for s in students:
             local.create_user(s, "x" + os.urandom(8).hex())
             room.extra_users.append(s)
+        csv = room.hub.state.parent / "burst.csv"           # only the course's students hand in
+        csv.write_text("id,first_name,last_name,email\n" + "".join(f"{s},Burst,{i},\n" for i, s in enumerate(students)))
+        added = convlab_roster(room, "import", str(csv))
+        assert added.returncode == 0, added.stderr
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
         for s in students:                            # what PrivateSubmit leaves: 0750, files 0644
             pw = pwd.getpwnam(s)

@@ -5,6 +5,7 @@ tests/e2e/test_submit_grading.py."""
 from __future__ import annotations
 
 import os
+import time
 import pwd
 from pathlib import Path
 
@@ -122,7 +123,11 @@ def test_the_copy_takes_plain_files_only(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: files owned by another account")
-def test_a_forged_entry_is_not_queued(tmp_path):
+def test_a_forged_entry_is_not_queued(tmp_path, monkeypatch):
+    """An entry in another's name, or of an account off the roster, is refused; a student's own is queued once."""
+    from hub import exchange
+    roster = {"daemon"}                                    # the course's students (the hub's Unix group)
+    monkeypatch.setattr(exchange, "course_students", lambda: frozenset(roster))
     inbound = tmp_path / "exchange" / "convlab" / "inbound"
     _entry(inbound, f"daemon+{A}+2026-01-01 10:00:00.000000 UTC+r1")   # named daemon, owned by root
     g = Grader(Settings(exchange=tmp_path / "exchange", work=tmp_path / "work"))
@@ -133,7 +138,13 @@ def test_a_forged_entry_is_not_queued(tmp_path):
     real = _entry(inbound, f"nobody+{A}+{stamp}+r2")
     for p in (real, *real.iterdir()):
         os.chown(p, nobody.pw_uid, nobody.pw_gid)
-    assert g.scan() == 1 and g.jobs[0].student == "nobody"
+    assert g.scan() == 0 and real.name in g.refused          # nobody's own, but nobody is not a student
+    time.sleep(0.01)                                        # a later hand-in: the newest entry
+    real2 = _entry(inbound, f"nobody+{A}+{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f UTC')}+r3")
+    for p in (real2, *real2.iterdir()):
+        os.chown(p, nobody.pw_uid, nobody.pw_gid)
+    roster.add("nobody")                                   # on the roster now
+    assert g.scan() == 1 and g.jobs[0].student == "nobody" and g.jobs[0].entry == real2.name
     assert g.scan() == 0                                   # taken once
 
 
