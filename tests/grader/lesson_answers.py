@@ -107,6 +107,23 @@ def corr2d_multi_in(X, K):
     return F.conv2d(X[None].float(), K[None].float())[0, 0]
 ''', ["corr2d_multi_in_example", "corr2d_multi_in_matches_pytorch", "corr2d_multi_in_by_hand"],
         "not call PyTorch's convolution"),
+    "corr2d_multi_in_out calls F.conv2d": (
+        "01_cross_correlation", "corr2d_multi_in_out_impl", '''
+def corr2d_multi_in_out(X, K):
+    return F.conv2d(X[None].float(), K.float())[0]
+''', ["corr2d_multi_in_out_shape", "corr2d_multi_in_out_matches_pytorch", "corr2d_multi_in_out_by_hand"],
+        "not call PyTorch's convolution"),
+    "Conv2D.forward calls F.conv2d": (
+        "01_cross_correlation", "conv2d_impl", '''
+class Conv2D(nn.Module):
+    def __init__(self, kernel_size):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(kernel_size))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, X):
+        return F.conv2d(X[None, None], self.weight[None, None])[0, 0] + self.bias
+''', ["conv2d_forward", "conv2d_gradients", "conv2d_by_hand"], "not call PyTorch's convolution"),  # (its parameters are honest)
     "same_padding runs convolutions until the size is kept": (
         "04_padding_and_stride", "same_padding_impl", '''
 def same_padding(kernel_size, dilation=1):
