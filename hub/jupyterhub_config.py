@@ -169,11 +169,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _feedback_port() -> int:
+    """The service's port (CONVLAB_FEEDBACK_PORT, else chosen once and kept in the hub's state
+    folder): the same after a hub restart, so the route the proxy keeps (it outlives the hub) still
+    leads to the service, instead of to a closed port until the hub updates it."""
+    if os.environ.get("CONVLAB_FEEDBACK_PORT"):
+        return int(os.environ["CONVLAB_FEEDBACK_PORT"])
+    import socket
+    kept = STATE / "feedback-port"
+    try:
+        port = int(kept.read_text())
+        with socket.socket() as s:                       # still free (the old service has stopped);
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the service binds it (tornado)
+            s.bind(("127.0.0.1", port))
+        return port
+    except (OSError, ValueError):
+        port = _free_port()
+        kept.write_text(f"{port}\n")
+        return port
+
+
 FEEDBACK_DIR = Path(os.environ.get("CONVLAB_FEEDBACK_DIR", str(COURSE_DIR.parent / "submit-grading")))
 if FEEDBACK:
     c.JupyterHub.services.append({
         "name": "convlab-feedback", "user": "convlab-grader", "display": True, "oauth_no_confirm": True,
-        "url": f"http://127.0.0.1:{os.environ.get('CONVLAB_FEEDBACK_PORT') or _free_port()}",
+        "url": f"http://127.0.0.1:{_feedback_port()}",
         "command": [str(BIN / "python"), "-m", "hub.submit_grader"], "cwd": str(ROOT),
         "oauth_client_allowed_scopes": ["read:users:groups!user"],      # who is an instructor
         "environment": {"PATH": f"{BIN}:/usr/bin:/bin", "CONVLAB_EXCHANGE": str(EXCHANGE),

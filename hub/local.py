@@ -197,10 +197,23 @@ class LocalHub:
                 raise HubError(f"jupyterhub exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 self.api("GET", "/")
-                return
+                if self._services_answer():
+                    return
             except (urllib.error.URLError, ConnectionError, HubError):
-                time.sleep(0.3)
-        raise HubError(f"jupyterhub did not answer on {self.url} within {timeout:g} s:\n{self.log_tail()}")
+                pass
+            time.sleep(0.3)
+        raise HubError(f"jupyterhub (or its services) did not answer on {self.url} within {timeout:g} s:\n"
+                       f"{self.log_tail()}")
+
+    def _services_answer(self) -> bool:
+        """The hub's managed services answer through the proxy (after a restart too), not 502/503."""
+        if self.env().get("CONVLAB_FEEDBACK", "1") == "0":
+            return True
+        try:
+            request("GET", f"{self.url}/services/convlab-feedback/api/status", self.token, timeout=5)
+        except HubError as err:
+            return " HTTP 502" not in str(err) and " HTTP 503" not in str(err)
+        return True
 
     def log_tail(self, n: int = 60) -> str:
         if self.log_path and self.log_path.exists():

@@ -194,8 +194,12 @@ def test_removal_takes_effect_at_once_and_keeps_their_files(classroom, imported,
 def test_a_restarted_hub_stops_no_server_and_keeps_the_roster(classroom, imported, removed):
     room, solved, new = classroom, imported["solved"], imported["new"]
     pid = server_pid(solved)
+    port = (room.hub.state / "feedback-port").read_text()
     room.hub.restart()
     assert server_pid(solved) == pid
+    # the submit-time grader came back on its port: the proxy's route to it (kept across the restart) held
+    assert (room.hub.state / "feedback-port").read_text() == port
+    assert "Updating route for /services/convlab-feedback/" not in room.hub.log_path.read_text()
     assert room.call(solved, "GET", "/api/contents")["type"] == "directory"   # through the same proxy
     assert room.hub.api("GET", f"/users/{solved}")["servers"][""]["ready"]
     assert local.log_in(room.hub.url, solved, room.passwords[solved])
