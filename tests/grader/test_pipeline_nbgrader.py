@@ -35,8 +35,7 @@ def courses(tmp_path_factory) -> dict[str, Path]:
     names = assignments()
     groups = [names[i::GROUPS] for i in range(GROUPS)]
 
-    def grade(group: list[str]) -> Path:
-        course = tmp_path_factory.mktemp("course")
+    def grade(group: list[str], course: Path) -> Path:
         write_course(course)
         nbgrader("generate_assignment", "*", "--force", config_dir=course)
         for assignment in group:
@@ -47,8 +46,9 @@ def courses(tmp_path_factory) -> dict[str, Path]:
         nbgrader("autograde", "*", "--force", config_dir=course)
         return course
 
+    folders = [tmp_path_factory.mktemp("course") for _ in groups]     # (mktemp is not thread-safe)
     with ThreadPoolExecutor(GROUPS) as pool:
-        made = list(pool.map(grade, groups))
+        made = list(pool.map(grade, groups, folders))
     return {assignment: course for group, course in zip(groups, made) for assignment in group}
 
 
