@@ -32,17 +32,18 @@ def _direct() -> dict[str, Requirement]:
     return reqs
 
 
-def _lock() -> list[tuple[str, Version, Marker | None, str]]:
-    """requirements.txt: (name, pinned version, marker, `# via` note) for every line."""
+def _lock(path: Path = ROOT / "requirements.txt") -> list[tuple[str, Version, Marker | None, str]]:
+    """A requirements file of exact pins (the lock, by default): (name, pinned version, marker,
+    `# via` note) for every line."""
     pins = []
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in path.read_text().splitlines():
         spec, _, note = line.partition("#")
         spec = spec.strip()
         if not spec:
             continue
         req = Requirement(spec)
         [pin] = list(req.specifier)
-        assert pin.operator == "==", f"requirements.txt: {line!r} is not pinned with =="
+        assert pin.operator == "==", f"{path.name}: {line!r} is not pinned with =="
         pins.append((canonicalize_name(req.name), Version(pin.version), req.marker, note))
     return pins
 

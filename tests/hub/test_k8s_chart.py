@@ -14,9 +14,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from packaging.requirements import Requirement
 
 from grader.course import ROOT
+from tests.test_environment import _lock
 
 CHART_DIR = Path(__file__).with_name("z2jh-4.4.0")
 VALUES = ROOT / "hub" / "k8s" / "values.yaml"
@@ -94,21 +94,12 @@ def test_service_tokens_use_the_key_the_chart_reads():
 
 
 def _pins(path: Path, python: str = "3.11.14") -> dict[str, str]:
-    """name -> exact version, from a requirements file's `name==version` lines, those whose markers
-    hold on Linux x86_64 with this Python."""
+    """name -> exact version, from a requirements file of pins (tests/test_environment.py reads
+    them), those whose markers hold on Linux x86_64 with this Python."""
     where = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
              "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython",
              "python_full_version": python, "python_version": ".".join(python.split(".")[:2])}
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line and not line.startswith("-"):
-            req = Requirement(line)
-            if req.marker and not req.marker.evaluate(where):
-                continue
-            (spec,) = req.specifier
-            pins[re.sub(r"[-_.]+", "-", req.name.lower())] = spec.version
-    return pins
+    return {name: str(version) for name, version, marker, _ in _lock(path) if marker is None or marker.evaluate(where)}
 
 
 def test_the_image_runs_the_chart_hubs_jupyterhub_major():
