@@ -202,19 +202,23 @@ def _ensure_group(name: str = STAFF_GROUP) -> None:
         subprocess.run(["groupadd", "--system", name], check=True, capture_output=True)
 
 
+def _set_members(group: str, members: list[str]) -> None:
+    """The system group `group` (made if missing) holds exactly `members`."""
+    _ensure_group(group)
+    subprocess.run(["gpasswd", "--members", ",".join(members), group], check=True, capture_output=True)
+
+
 def set_staff(members: list[str]) -> None:
     """The Unix group convlab-staff holds exactly `members` (the hub's instructors): who may read
     the staff copy (solutions, hidden tests). Someone removed from the roster loses it at once."""
-    _ensure_group()
-    subprocess.run(["gpasswd", "--members", ",".join(members), STAFF_GROUP], check=True, capture_output=True)
+    _set_members(STAFF_GROUP, members)
 
 
 def set_students(members: list[str]) -> None:
     """The Unix group convlab-students holds exactly `members` (the hub's students): whose
     submissions are collected and graded (hub/exchange.py). It gives no right to any file; someone
     removed from the roster leaves it at once, and what they hand in afterwards is refused."""
-    _ensure_group(STUDENTS_GROUP)
-    subprocess.run(["gpasswd", "--members", ",".join(members), STUDENTS_GROUP], check=True, capture_output=True)
+    _set_members(STUDENTS_GROUP, members)
 
 
 def install(runtime: Path = RUNTIME) -> None:
