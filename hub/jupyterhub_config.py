@@ -88,9 +88,7 @@ sys.path.insert(0, str(ROOT))
 from hub import limits, proxy, roster, runtime  # noqa: E402  (RUNTIME/staff/hub/*.py)
 
 BIN = runtime.python(RUNTIME).parent
-COURSE_ID = "convlab"
-INSTRUCTOR_GROUP = f"formgrade-{COURSE_ID}"
-STUDENT_GROUP = f"nbgrader-{COURSE_ID}"
+COURSE_ID, INSTRUCTOR_GROUP, STUDENT_GROUP = roster.COURSE_ID, roster.INSTRUCTOR_GROUP, roster.STUDENT_GROUP
 
 
 def _names(var: str) -> list[str]:

@@ -73,12 +73,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from grader.limits import MAX_ENTRIES, MAX_NOTEBOOK_BYTES  # noqa: E402
+from hub.roster import COURSE_ID, INSTRUCTOR_GROUP  # noqa: E402
+
 SERVICE = "convlab-feedback"
-COURSE_ID = "convlab"
-INSTRUCTOR_GROUP = f"formgrade-{COURSE_ID}"
 ACCOUNT = "convlab-grader"
-MAX_FILES = 1000
-MAX_BYTES = 20 * 2**20            # an entry larger than this is not copied (the grader keeps 8 MB beside)
+MAX_FILES = MAX_ENTRIES           # more files than the grader would read (it refuses the entry anyway)
+MAX_BYTES = MAX_NOTEBOOK_BYTES    # an entry larger than a notebook may be is not copied (the grader keeps 8 MB beside)
 IGNORE = (".ipynb_checkpoints", "__pycache__", "feedback")   # what nbgrader's collect leaves out too (and *.pyc)
 ENTRY = re.compile(r"^(?P<student>[^+]+)\+(?P<assignment>[^+]+)\+(?P<timestamp>[^+]+)(\+(?P<random>.*))?$")
 
@@ -526,11 +527,12 @@ def hidden_cells(assignment: str) -> set[str]:
     if assignment not in _hidden_cells:
         import nbformat
         from grader.course import source_notebook
+        from grader.grading import HIDDEN_PART
         found = set()
         try:
             for cell in nbformat.read(source_notebook(assignment), as_version=4).cells:
                 md = cell.metadata.get("nbgrader", {})
-                if md.get("grade") and "### BEGIN HIDDEN TESTS" in cell.source:
+                if md.get("grade") and HIDDEN_PART.search(cell.source):
                     found.add(md["grade_id"])
         except (OSError, ValueError):
             pass
