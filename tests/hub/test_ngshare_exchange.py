@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import yaml
 from traitlets.config import Config
 
 from grader.course import ROOT
+from hub.local import free_port
 
 EXTRA = ROOT / ".venv" / "k8s-exchange"          # `make k8s-exchange-deps` (pip --target, --no-deps)
 CLIENT = EXTRA / "client"                         # ngshare_exchange, on the lock (as in the images)
@@ -78,12 +78,6 @@ c.JupyterHub.services = {services!r}
 c.JupyterHub.load_roles = {roles!r}
 c.JupyterHub.load_groups = {groups!r}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
@@ -205,7 +199,7 @@ def site():
     tmp = Path(tempfile.mkdtemp(prefix="convlab-ngshare-"))
     s = Site(tmp)
     try:
-        hub_port, ng_port = _free_port(), _free_port()
+        hub_port, ng_port = free_port(), free_port()
         s.hub_api = f"http://127.0.0.1:{hub_port}/hub/api"
         prefix = urlparse(_shipped_url("student")).path      # /services/ngshare, as the proxy routes it
         s.ngshare = f"http://127.0.0.1:{ng_port}{prefix}"
@@ -387,7 +381,7 @@ def test_ngshare_on_the_locks_sqlalchemy_loses_a_release(site):
     alone = site.tmp / "ngshare-alone"                       # ngshare without the server's SQLAlchemy 1.4
     alone.mkdir()
     (alone / "ngshare").symlink_to(SERVER / "ngshare")
-    port = _free_port()
+    port = free_port()
     site.start_ngshare("ngshare-lock", alone, port, "/services/ngshare-lock")
     api = f"http://127.0.0.1:{port}/services/ngshare-lock"
     head = {user: {"Authorization": f"token {site.tokens[user]}"} for user in (ADMIN, INSTRUCTOR)}

@@ -16,15 +16,10 @@ from pathlib import Path
 import pytest
 
 from hub import proxy
+from hub.local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHP_PATH = f"{ROOT / '.venv' / 'node' / 'bin'}:{os.environ.get('PATH', '')}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_settings_and_the_command_line(tmp_path):
@@ -59,9 +54,9 @@ def test_the_proxy_serves_a_self_signed_certificate_over_https(tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
                     "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PATH=CHP_PATH, CONVLAB_HUB_STATE=str(tmp_path / "state"), CONVLAB_HUB_PORT=str(port),
-               CONVLAB_PROXY_API_PORT=str(_free_port()), CONVLAB_HUB_INTERNAL_PORT=str(_free_port()),
+               CONVLAB_PROXY_API_PORT=str(free_port()), CONVLAB_HUB_INTERNAL_PORT=str(free_port()),
                CONVLAB_SSL_CERT=str(cert), CONVLAB_SSL_KEY=str(key))
     proc = subprocess.Popen([sys.executable, str(ROOT / "hub" / "proxy.py")], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
