@@ -255,6 +255,15 @@ def _ok(reply, what: str):
     return reply
 
 
+def hand_in(room, student: str, assignment: str, nb: nbformat.NotebookNode, what: str = "submit") -> None:
+    """`student` saves `nb` as the assignment's notebook in their server and submits it (nbgrader's
+    Assignments panel: its /assignments/submit)."""
+    room.call(student, "PUT", f"/api/contents/{assignment}/{assignment}.ipynb",
+              {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))})
+    _ok(room.call(student, "POST", "/assignments/submit",
+                  {"course_id": "convlab", "assignment_id": assignment}, form=True), f"{student}: {what}")
+
+
 @pytest.fixture(scope="session")
 def graded_class(classroom, artifacts) -> GradedClass:
     room, inst = classroom, classroom.instructor
@@ -275,9 +284,7 @@ def graded_class(classroom, artifacts) -> GradedClass:
         fetched = [a for a in listing["value"] if a["assignment_id"] == ASSIGNMENT and a["status"] == "fetched"]
         assert fetched, f"{student}: {ASSIGNMENT} not fetched: {listing}"
     for student, nb in ((solved, samples.solved(ASSIGNMENT)), (half, half_solved())):
-        room.call(student, "PUT", f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
-                  {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))})
-        _ok(room.call(student, "POST", "/assignments/submit", form, form=True), f"{student}: submit")
+        hand_in(room, student, ASSIGNMENT, nb)
     seconds["fetch+submit"] = time.monotonic() - t0
 
     # instructor: collect, autograde with our grader, release feedback: hub/README's command, typed
@@ -344,9 +351,7 @@ def hostile_round(classroom, graded_class, artifacts) -> HostileRound:
     learner, attacker = room.students[2], room.students[3]
     form = {"course_id": "convlab", "assignment_id": ASSIGNMENT}
     _ok(room.call(attacker, "POST", "/assignments/fetch", form, form=True), f"{attacker}: fetch")
-    room.call(attacker, "PUT", f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
-              {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(hostile_notebook()))})
-    _ok(room.call(attacker, "POST", "/assignments/submit", form, form=True), f"{attacker}: submit")
+    hand_in(room, attacker, ASSIGNMENT, hostile_notebook())
     time.sleep(1.1)          # the planted entries are later than the real one
     inbound = room.hub.exchange / "convlab" / "inbound"
     solution = local.STAFF / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -382,10 +387,7 @@ def resubmission(classroom, hostile_round) -> Resubmission:
     def row() -> str:
         return next(line for line in grades.read_text().splitlines() if line.startswith(student + ","))
     before = row()
-    form = {"course_id": "convlab", "assignment_id": ASSIGNMENT}
-    room.call(student, "PUT", f"/api/contents/{ASSIGNMENT}/{ASSIGNMENT}.ipynb",
-              {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(half_solved()))})
-    _ok(room.call(student, "POST", "/assignments/submit", form, form=True), f"{student}: submit again")
+    hand_in(room, student, ASSIGNMENT, half_solved(), "submit again")
     other_log = run_in_terminal(room, room.instructor, f"{GRADE_COMMAND} --student {room.students[0]}")
     after_other = row()
     log = run_in_terminal(room, room.instructor, f"{GRADE_COMMAND} --student {student}")

@@ -7,30 +7,21 @@ from __future__ import annotations
 
 import grp
 import html
-import json
 import pwd
 import sqlite3
 import stat
 from pathlib import Path
 from urllib.parse import quote
 
-import nbformat
 import pytest
 
 from grader import samples
 
-from .conftest import ASSIGNMENT, HALF_SOLVED, _ok, expected_cell_scores, run_in_terminal
+from .conftest import ASSIGNMENT, HALF_SOLVED, _ok, expected_cell_scores, hand_in, run_in_terminal
 
 pytestmark = pytest.mark.slow
 
 LESSON2 = "02_edge_detection"
-
-
-def submit(room, student: str, assignment: str, nb) -> None:
-    form = {"course_id": "convlab", "assignment_id": assignment}
-    room.call(student, "PUT", f"/api/contents/{assignment}/{assignment}.ipynb",
-              {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(nb))})
-    _ok(room.call(student, "POST", "/assignments/submit", form, form=True), f"{student}: submit")
 
 
 def latest_feedback(room, student: str, assignment: str) -> str:
@@ -51,7 +42,7 @@ def lesson2(classroom, graded_class):
     form = {"course_id": "convlab", "assignment_id": LESSON2}
     listing = _ok(room.call(student, "POST", "/assignments/fetch", form, form=True), f"{student}: fetch")
     assert any(a["assignment_id"] == LESSON2 and a["status"] == "fetched" for a in listing["value"]), listing
-    submit(room, student, LESSON2, samples.solved(LESSON2))
+    hand_in(room, student, LESSON2, samples.solved(LESSON2))
     return student, run_in_terminal(room, co, f"convlab-grade {LESSON2}")
 
 
@@ -84,7 +75,7 @@ def test_a_late_submission_gets_the_courses_penalty_in_the_gradebook_and_the_fee
                                 f"> ~/convlab/nbgrader_config.py && cd ~/convlab && "
                                 f"nbgrader db assignment add {LESSON2} --duedate='2020-01-01 00:00:00 UTC'")
     try:
-        submit(room, student, LESSON2, samples.solved(LESSON2))
+        hand_in(room, student, LESSON2, samples.solved(LESSON2))
         log = run_in_terminal(room, inst, f"convlab-grade {LESSON2}")
     finally:
         policy.unlink(missing_ok=True)
